@@ -1,0 +1,17 @@
+"""Every hook promo-engine calls. Hooks are called with keyword arguments only."""
+import pluggy
+
+PROJECT = "promo_engine"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def promo_campaign_types():
+    """Return a list of `CampaignType` instances this plugin provides."""
+
+
+@hookspec
+def promo_event_types():
+    """Return a list of extra event type names the API should accept (besides the built-ins)."""

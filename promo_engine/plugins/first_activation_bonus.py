@@ -1,0 +1,89 @@
+"""first_activation_bonus: a one-time reward for a user's first activation (or payment)."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from ..campaign_type import CampaignType
+from ..event import ACTIVATION, PAYMENT
+from ..hookspecs import hookimpl
+from ..money import format_amount
+from ..params import Money, StrictInteger
+from ..rewards import CASHBACK, VOUCHER, money_reward, points_reward
+
+ON_ACTIVATION = "activation"
+ON_FIRST_PAYMENT = "first_payment"
+
+
+class VoucherSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    amount = Money(required=True)
+    valid_days = StrictInteger(required=True, validate=validate.Range(min=1, max=3650))
+
+
+class FirstActivationBonusParams(Schema):
+    class Meta:
+        unknown = RAISE
+
+    on = fields.String(load_default=ON_ACTIVATION,
+                       validate=validate.OneOf([ON_ACTIVATION, ON_FIRST_PAYMENT]))
+    points = StrictInteger(validate=validate.Range(min=1))
+    cashback = Money()
+    voucher = fields.Nested(VoucherSchema)
+
+    @validates_schema
+    def exactly_one_reward(self, data, **kwargs):
+        given = [name for name in ("points", "cashback", "voucher") if name in data]
+        if len(given) != 1:
+            raise ValidationError("give exactly one of points, cashback or voucher",
+                                  field_name="points" if not given else given[1])
+
+
+class FirstActivationBonus(CampaignType):
+    name = "first_activation_bonus"
+    params_schema = FirstActivationBonusParams
+
+    def triggers(self, params):
+        return frozenset({PAYMENT if params["on"] == ON_FIRST_PAYMENT else ACTIVATION})
+
+    def reward_unit(self, params):
+        return "points" if "points" in params else "money"
+
+    def compile(self, campaign):
+        params = campaign.params
+        on_payment = params["on"] == ON_FIRST_PAYMENT
+        if "points" in params:
+            reward = points_reward(params["points"], campaign.id)
+        elif "cashback" in params:
+            reward = money_reward(CASHBACK, params["cashback"], campaign.currency, campaign.id)
+        else:
+            voucher = params["voucher"]
+            reward = money_reward(VOUCHER, voucher["amount"], campaign.currency, campaign.id,
+                                  voucher_valid_days=voucher["valid_days"])
+
+        # The reward is the same every time; only "is this the user's first?" varies.
+        if on_payment:
+            def evaluate(ctx):
+                return reward if ctx.user.payments == 0 else None
+        else:
+            def evaluate(ctx):
+                return reward if ctx.user.activations == 0 else None
+        return evaluate
+
+    def summary(self, params, currency):
+        when = "first payment" if params["on"] == ON_FIRST_PAYMENT else "wallet activation"
+        if "points" in params:
+            what = f"{params['points']} points"
+        elif "cashback" in params:
+            what = f"{format_amount(params['cashback'], currency)} {currency} cashback"
+        else:
+            voucher = params["voucher"]
+            what = (f"a {format_amount(voucher['amount'], currency)} {currency} voucher "
+                    f"valid {voucher['valid_days']} days")
+        return f"{what} on your {when}"
+
+
+@hookimpl
+def promo_campaign_types():
+    return [FirstActivationBonus()]

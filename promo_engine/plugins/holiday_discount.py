@@ -1,0 +1,85 @@
+"""holiday_discount: a percentage or fixed amount off a payment."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from marshmallow import RAISE, Schema, ValidationError, validates_schema
+
+from ..campaign_type import CampaignType
+from ..event import PAYMENT
+from ..hookspecs import hookimpl
+from ..money import format_amount, round_half_up
+from ..params import ExactDecimal, Money
+from ..rewards import DISCOUNT, money_reward
+
+HUNDRED = Decimal(100)
+
+
+def _percent_in_range(value: Decimal) -> None:
+    if not Decimal(0) <= value <= HUNDRED:
+        raise ValidationError("must be between 0 and 100")
+
+
+class HolidayDiscountParams(Schema):
+    class Meta:
+        unknown = RAISE
+
+    percent = ExactDecimal(places=2, validate=_percent_in_range)
+    max_discount = Money()
+    amount_off = Money()
+
+    @validates_schema
+    def percent_or_amount_off(self, data, **kwargs):
+        if ("percent" in data) == ("amount_off" in data):
+            raise ValidationError("give exactly one of percent or amount_off", field_name="percent")
+        if "max_discount" in data and "percent" not in data:
+            raise ValidationError("max_discount goes with percent", field_name="max_discount")
+
+
+class HolidayDiscount(CampaignType):
+    name = "holiday_discount"
+    params_schema = HolidayDiscountParams
+
+    def triggers(self, params):
+        return frozenset({PAYMENT})
+
+    def reward_unit(self, params):
+        return "money"
+
+    def compile(self, campaign):
+        currency = campaign.currency
+        campaign_id = campaign.id
+        params = campaign.params
+        if "amount_off" in params:
+            amount_off = params["amount_off"]
+
+            def evaluate(ctx):
+                # Never more than the payment itself.
+                return money_reward(DISCOUNT, min(amount_off, ctx.event.amount), currency,
+                                    campaign_id)
+            return evaluate
+
+        rate = params["percent"] / HUNDRED
+        cap = params.get("max_discount")
+
+        def evaluate(ctx):
+            discount = round_half_up(ctx.event.amount * rate, currency)
+            if cap is not None and discount > cap:
+                discount = cap
+            if not discount:
+                return None
+            return money_reward(DISCOUNT, discount, currency, campaign_id)
+        return evaluate
+
+    def summary(self, params, currency):
+        if "amount_off" in params:
+            return f"{format_amount(params['amount_off'], currency)} {currency} off"
+        text = f"{params['percent'].normalize():f}% off"
+        if "max_discount" in params:
+            text += f", at most {format_amount(params['max_discount'], currency)} {currency}"
+        return text
+
+
+@hookimpl
+def promo_campaign_types():
+    return [HolidayDiscount()]

@@ -1,0 +1,61 @@
+"""points_multiplier: a payment earns `multiplier` x its base points in total."""
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+from marshmallow import RAISE, Schema, ValidationError
+
+from ..campaign_type import CampaignType
+from ..event import PAYMENT
+from ..hookspecs import hookimpl
+from ..params import ExactDecimal
+from ..rewards import points_reward
+
+STACKING_GROUP = "points_multiplier"
+
+
+def _above_one(value: Decimal) -> None:
+    if value <= 1:
+        raise ValidationError("must be greater than 1")
+    if value > 100:
+        raise ValidationError("must be at most 100")
+
+
+class PointsMultiplierParams(Schema):
+    class Meta:
+        unknown = RAISE
+
+    multiplier = ExactDecimal(places=2, required=True, validate=_above_one)
+
+
+class PointsMultiplier(CampaignType):
+    name = "points_multiplier"
+    params_schema = PointsMultiplierParams
+
+    def triggers(self, params):
+        return frozenset({PAYMENT})
+
+    def reward_unit(self, params):
+        return "points"
+
+    def compile(self, campaign):
+        multiplier = campaign.params["multiplier"]
+        campaign_id = campaign.id
+
+        def evaluate(ctx):
+            base = ctx.base_points
+            extra = int((base * multiplier).to_integral_value(ROUND_FLOOR)) - base
+            if extra <= 0:
+                return None
+            # One group: when several multipliers apply only the highest is granted.
+            return points_reward(extra, campaign_id, stacking_group=STACKING_GROUP,
+                                 rank=multiplier)
+        return evaluate
+
+    def summary(self, params, currency):
+        return f"{params['multiplier'].normalize():f}x points"
+
+
+@hookimpl
+def promo_campaign_types():
+    return [PointsMultiplier()]
