@@ -1,0 +1,41 @@
+"""The application factory: settings, database, the promo service, blueprints."""
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import Settings
+from .database import configure_engine, engine_options
+from .extensions import db
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, *, test_config: dict | None = None,
+               registry=None) -> Flask:
+    """Defaults, then the environment (`settings`), then `test_config`."""
+    from .api import bp as api_bp
+    from .registry import build_registry
+    from .service import PromoService
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        PROMO_SETTINGS=settings,
+    )
+    if test_config:
+        app.config.update(test_config)
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+    app.extensions["promo"] = PromoService(settings, registry or build_registry())
+    app.register_blueprint(api_bp)
+    return app
+
+
+def promo_service(app: Flask | None = None):
+    from flask import current_app
+    return (app or current_app).extensions["promo"]

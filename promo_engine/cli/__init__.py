@@ -1,0 +1,28 @@
+"""The `promo-engine` command line; each command group lives in its own module."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import ConfigError
+
+
+class PromoGroup(click.Group):
+    """Turns a configuration error into one clear line and exit status 2, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"promo-engine: configuration error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=PromoGroup)
+@click.version_option(package_name="promo-engine")
+def main() -> None:
+    """promo-engine: merchant rewards and promotions for a bank's wallet."""
+
+
+from . import campaigns, clients, db, events, serve  # noqa: E402,F401

@@ -1,0 +1,121 @@
+"""Settings from the environment, validated once at start-up with a clear message."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .money import MINOR_DIGITS
+
+SECRET_FILE = ".promo-engine-secret"
+
+
+class ConfigError(Exception):
+    """An environment setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    timezone: str
+    currency: str
+    points_per_unit: Decimal
+
+    @property
+    def minor_digits(self) -> int:
+        return MINOR_DIGITS[self.currency]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 workdir: Path | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        workdir = workdir or Path.cwd()
+        return cls(
+            database_url=_database_url(env.get("DATABASE_URL") or
+                                       f"sqlite:///{workdir / 'promo-engine.db'}"),
+            redis_url=_redis_url(env.get("REDIS_URL") or None),
+            secret_key=_secret_key(env.get("SECRET_KEY"), workdir),
+            timezone=_timezone(env.get("PROMO_TIMEZONE", "Asia/Shanghai")),
+            currency=_currency(env.get("PROMO_CURRENCY", "CNY")),
+            points_per_unit=_points_per_unit(env.get("PROMO_POINTS_PER_UNIT", "1")),
+        )
+
+
+def _database_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL: {value!r} is not a database URL "
+                          "(e.g. postgresql://user@host/db or sqlite:///promo.db)") from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"DATABASE_URL: {backend!r} is not supported; use sqlite or postgresql")
+    if backend == "postgresql" and url.drivername == "postgresql":
+        # psycopg 3 is the driver we ship; plain postgresql:// would look for psycopg2.
+        value = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return value
+
+
+def _redis_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL: {value!r} must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _secret_key(value: str | None, workdir: Path) -> str:
+    if value:
+        if len(value) < 16:
+            raise ConfigError("SECRET_KEY: must be at least 16 characters")
+        return value
+    # The embedded default keeps a generated key beside its database, so that stored
+    # client secrets stay readable across restarts without any setup.
+    path = workdir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"PROMO_TIMEZONE: {value!r} is not an IANA time zone "
+                          "(e.g. Asia/Shanghai)") from None
+    return value
+
+
+def _currency(value: str) -> str:
+    if value not in MINOR_DIGITS:
+        raise ConfigError(f"PROMO_CURRENCY: {value!r} is not a supported ISO 4217 code "
+                          "(e.g. CNY)")
+    return value
+
+
+def _points_per_unit(value: str) -> Decimal:
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        result = None
+    if result is None or not result.is_finite() or result < 0:
+        raise ConfigError(f"PROMO_POINTS_PER_UNIT: {value!r} must be a number >= 0 "
+                          "(0 turns base points off)")
+    return result
