@@ -1,2 +1,122 @@
-"""(being written)"""
-from . import bp  # noqa: F401
+"""POST /v1/events, POST /v1/quote, GET /v1/users/{user_id}/points."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+from flask import Response, current_app, g, jsonify, request
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from ..app import promo_service
+from ..extensions import db
+from ..ledger import IdempotencyConflict, LedgerError, dumps, iso
+from ..models import EventRecord, RewardRecord, UserRecord
+from . import bp
+from .errors import ApiError
+from .requests import canonical_body_hash, json_body
+from .schemas import ID_MESSAGE, ID_PATTERN, EventRequestSchema, flatten_messages
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def _validated_event(body: dict, *, quote: bool):
+    service = promo_service()
+    schema = EventRequestSchema(event_types=service.registry.event_types,
+                                currency=service.settings.currency, now=service.clock,
+                                quote=quote)
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", "the event is not valid",
+                       fields=flatten_messages(exc.messages)) from None
+
+
+def _json_text(text: str, status: int, **headers) -> Response:
+    return Response(text, status=status, mimetype="application/json", headers=headers)
+
+
+@bp.post("/v1/events")
+def record_event():
+    body = json_body()
+    event = _validated_event(body, quote=False)
+    service = promo_service()
+    engine = service.engine()
+    try:
+        recorded = service.ledger.record(client_id=g.client_id, event=event,
+                                         request_hash=canonical_body_hash(body), engine=engine)
+    except IdempotencyConflict:
+        raise ApiError(409, "idempotency_conflict",
+                       f"event_id {event.event_id} was already used with a different body",
+                       fields={"event_id": ["already used with a different body"]}) from None
+    except LedgerError as exc:
+        fields = {exc.field: [exc.message]} if exc.field else None
+        raise ApiError(422, exc.code, exc.message, fields=fields) from None
+    metrics = current_app.extensions.get("promo_metrics")
+    if metrics is not None:
+        metrics.events_total.labels(type=event.type,
+                                    outcome="replayed" if recorded.replayed else "recorded").inc()
+        if recorded.decision is not None:
+            for grant in recorded.decision.grants:
+                metrics.rewards_total.labels(kind=grant.reward.kind).inc()
+    if recorded.replayed:
+        return _json_text(recorded.body, 200, **{"Idempotent-Replayed": "true"})
+    return _json_text(recorded.body, 201)
+
+
+@bp.post("/v1/quote")
+def quote():
+    body = json_body()
+    event = _validated_event(body, quote=True)
+    service = promo_service()
+    return _json_text(dumps(service.ledger.quote(event, service.engine())), 200)
+
+
+def _page_arguments() -> tuple[int, int | None]:
+    errors = {}
+    limit_text = request.args.get("limit", str(DEFAULT_PAGE))
+    limit = int(limit_text) if re.fullmatch(r"\d{1,4}", limit_text) else 0
+    if not 1 <= limit <= MAX_PAGE:
+        errors["limit"] = [f"must be a whole number from 1 to {MAX_PAGE}"]
+    before = None
+    cursor = request.args.get("cursor")
+    if cursor is not None:
+        try:
+            before = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())["before"]
+            if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+                raise ValueError
+        except (ValueError, KeyError, TypeError, UnicodeError):
+            errors["cursor"] = ["is not a cursor returned by this endpoint"]
+    if errors:
+        raise ApiError(422, "validation_error", "invalid query parameters", fields=errors)
+    return limit, before
+
+
+def _cursor(before: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": before}).encode()).decode().rstrip("=")
+
+
+@bp.get("/v1/users/<user_id>/points")
+def user_points(user_id: str):
+    if not re.match(ID_PATTERN, user_id):
+        raise ApiError(422, "validation_error", "invalid user_id", fields={"user_id": [ID_MESSAGE]})
+    limit, before = _page_arguments()
+    user = db.session.get(UserRecord, user_id)
+    query = (select(RewardRecord, EventRecord.event_id)
+             .join(EventRecord, EventRecord.id == RewardRecord.event_pk)
+             .where(RewardRecord.user_id == user_id, RewardRecord.points.is_not(None))
+             .order_by(RewardRecord.id.desc()).limit(limit + 1))
+    if before is not None:
+        query = query.where(RewardRecord.id < before)
+    rows = db.session.execute(query).all()
+    entries = [{"reward_id": reward.reward_id, "event_id": event_id,
+                "campaign_id": reward.campaign_id, "kind": reward.kind,
+                "points": reward.points, "created_at": iso(reward.created_at)}
+               for reward, event_id in rows[:limit]]
+    next_cursor = _cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    db.session.rollback()
+    return jsonify({"user_id": user_id,
+                    "points_balance": user.points_balance if user else 0,
+                    "entries": entries, "next_cursor": next_cursor})

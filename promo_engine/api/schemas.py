@@ -1,0 +1,249 @@
+"""Marshmallow schemas of the wallet API: requests validated here, responses described here.
+
+The same schemas generate /v1/openapi.json, so the description cannot drift from the code.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from marshmallow import (RAISE, Schema, ValidationError, fields, post_load, validate,
+                         validates_schema)
+
+from .. import money
+from ..event import ACTIVATION, PAYMENT, REFUND, Event
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+ID_MESSAGE = "must be 1-64 characters of A-Z a-z 0-9 _ . : -"
+MAX_FUTURE = timedelta(seconds=300)
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_TEXT = 256
+
+
+def identifier(**kwargs) -> fields.String:
+    return fields.String(validate=validate.Regexp(ID_PATTERN, error=ID_MESSAGE), **kwargs)
+
+
+class Timestamp(fields.Field):
+    """RFC 3339 with an explicit offset; returned as an aware UTC datetime."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not re.match(
+                r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", value):
+            raise ValidationError("must be an RFC 3339 timestamp with offset, "
+                                  "e.g. 2026-11-22T10:30:00+08:00")
+        text = value.replace("z", "Z").replace("t", "T")
+        fraction = re.search(r"\.(\d+)", text)
+        if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
+            text = text.replace(fraction.group(0), "." + fraction.group(1)[:6])
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError("is not a valid date and time") from None
+        return parsed.astimezone(timezone.utc)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+class AmountText(fields.String):
+    """Money as a decimal string; checked against the currency in the schema's validation."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError('must be a string such as "12.50", not a number')
+        return value
+
+
+class Attributes(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("must be an object")
+        if len(value) > MAX_ATTRIBUTES:
+            raise ValidationError(f"at most {MAX_ATTRIBUTES} keys")
+        errors, result = {}, {}
+        for key, item in value.items():
+            if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", key):
+                errors[key] = ["attribute names are 1-64 characters of A-Z a-z 0-9 _ . : -"]
+            elif isinstance(item, bool):
+                result[key] = item
+            elif isinstance(item, (int, Decimal)):
+                number = Decimal(item)
+                if not number.is_finite():
+                    errors[key] = ["must be a finite number"]
+                else:
+                    result[key] = number
+            elif isinstance(item, str):
+                if len(item) > MAX_ATTRIBUTE_TEXT:
+                    errors[key] = [f"at most {MAX_ATTRIBUTE_TEXT} characters"]
+                else:
+                    result[key] = item
+            else:
+                errors[key] = ["must be a string, number or boolean"]
+        if errors:
+            raise ValidationError(errors)
+        return result
+
+
+class EventRequestSchema(Schema):
+    """The body of POST /v1/events (and of /v1/quote, where event_id is optional)."""
+
+    class Meta:
+        unknown = RAISE
+
+    event_id = identifier(required=True, metadata={"description": "idempotency key, unique per client"})
+    type = fields.String(required=True, metadata={"description": "activation, payment or refund "
+                                                  "(plugins may register more)"})
+    user_id = identifier(required=True)
+    occurred_at = Timestamp(required=True, metadata={"type": "string", "format": "date-time"})
+    merchant_id = identifier()
+    amount = AmountText(metadata={"description": "decimal string, e.g. \"128.50\"",
+                                  "example": "128.50"})
+    currency = fields.String(metadata={"description": "ISO 4217", "example": "CNY"})
+    mcc = fields.String(validate=validate.Regexp(r"^\d{4}$", error="must be 4 digits"))
+    channel = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,32}$",
+                                                     error="must be 1-32 characters of "
+                                                           "A-Z a-z 0-9 _ . : -"))
+    original_event_id = identifier()
+    attributes = Attributes(metadata={"type": "object", "maxProperties": MAX_ATTRIBUTES,
+                                      "additionalProperties": {
+                                          "type": ["string", "number", "boolean"]}})
+
+    def __init__(self, *, event_types, currency: str, now=None, quote=False, **kwargs):
+        super().__init__(**kwargs)
+        self.event_types = event_types
+        self.program_currency = currency
+        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.quote = quote
+        if quote:
+            self.fields["event_id"].required = False
+
+    @validates_schema(skip_on_field_errors=False)
+    def check_event(self, data, **kwargs):
+        errors: dict[str, list[str]] = {}
+        kind = data.get("type")
+        if kind is not None and kind not in self.event_types:
+            errors["type"] = [f"must be one of: {', '.join(sorted(self.event_types))}"]
+        if self.quote and kind == REFUND:
+            errors["type"] = ["a refund cannot be quoted; quote a payment or an activation"]
+        occurred_at = data.get("occurred_at")
+        if occurred_at is not None and occurred_at > self.now() + MAX_FUTURE:
+            errors["occurred_at"] = ["is more than 300 seconds in the future"]
+        money_event = kind in (PAYMENT, REFUND)
+        if money_event and "merchant_id" not in data:
+            errors["merchant_id"] = [f"is required for {kind} events"]
+        if money_event and "amount" not in data:
+            errors["amount"] = [f"is required for {kind} events"]
+        if "amount" in data and "currency" not in data:
+            errors["currency"] = ["is required with amount"]
+        if "currency" in data and "amount" not in data:
+            errors.setdefault("amount", ["is required with currency"])
+        currency = data.get("currency")
+        if currency is not None and currency != self.program_currency:
+            if not re.match(r"^[A-Z]{3}$", currency):
+                errors["currency"] = ["must be an ISO 4217 code such as CNY"]
+            else:
+                errors["currency"] = [f"{currency} is not configured; this program runs in "
+                                      f"{self.program_currency}"]
+        elif "amount" in data and isinstance(data["amount"], str):
+            try:
+                money.parse_amount(data["amount"], self.program_currency)
+            except money.MoneyError as exc:
+                errors["amount"] = [str(exc)]
+        if kind == REFUND and "original_event_id" not in data:
+            errors["original_event_id"] = ["is required for refund events"]
+        if kind is not None and kind != REFUND and "original_event_id" in data:
+            errors["original_event_id"] = ["is only for refund events"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def to_event(self, data, **kwargs) -> Event:
+        amount = data.get("amount")
+        return Event(
+            type=data["type"], user_id=data["user_id"], occurred_at=data["occurred_at"],
+            event_id=data.get("event_id"), merchant_id=data.get("merchant_id"),
+            amount=money.parse_amount(amount, self.program_currency) if amount else None,
+            currency=data.get("currency"), mcc=data.get("mcc"), channel=data.get("channel"),
+            original_event_id=data.get("original_event_id"),
+            attributes=data.get("attributes") or {})
+
+
+# ---- responses (documentation for the OpenAPI description; bodies are built in ledger.py)
+
+class VoucherSchema(Schema):
+    code = fields.String(allow_none=True, required=True)
+    amount = fields.String(required=True, metadata={"example": "10.00"})
+    currency = fields.String(required=True)
+    expires_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class RewardSchema(Schema):
+    reward_id = fields.String(metadata={"description": "absent in quotes"})
+    campaign_id = fields.String(allow_none=True, required=True,
+                                metadata={"description": "null for base points"})
+    kind = fields.String(required=True, validate=validate.OneOf(
+        ["points", "discount", "cashback", "voucher"]))
+    points = fields.Integer(metadata={"description": "kind points; negative in a reversal"})
+    amount = fields.String(metadata={"description": "discount and cashback; exactly the "
+                                     "currency's minor digits; negative in a reversal"})
+    currency = fields.String()
+    voucher = fields.Nested(VoucherSchema)
+    reverses = fields.String(metadata={"description": "refunds: the reward_id reversed"})
+
+
+class EventResponseSchema(Schema):
+    event_id = fields.String(required=True)
+    rewards = fields.List(fields.Nested(RewardSchema), required=True)
+    points_balance = fields.Integer(required=True)
+
+
+class QuoteResponseSchema(Schema):
+    event_id = fields.String(allow_none=True)
+    rewards = fields.List(fields.Nested(RewardSchema), required=True)
+    points_balance = fields.Integer(required=True,
+                                    metadata={"description": "the balance if the event were recorded"})
+    dry_run = fields.Boolean(required=True)
+
+
+class PointsEntrySchema(Schema):
+    reward_id = fields.String(required=True)
+    event_id = fields.String(required=True)
+    campaign_id = fields.String(allow_none=True, required=True)
+    kind = fields.String(required=True)
+    points = fields.Integer(required=True)
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class PointsResponseSchema(Schema):
+    user_id = fields.String(required=True)
+    points_balance = fields.Integer(required=True)
+    entries = fields.List(fields.Nested(PointsEntrySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields", keys=fields.String(),
+                          values=fields.List(fields.String()))
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+def flatten_messages(messages, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as {"attributes.segment": [...]} for the error body."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, list):
+        flat[prefix or "_schema"] = [str(m) for m in messages]
+        return flat
+    for key, value in messages.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten_messages(value, name))
+        else:
+            flat.setdefault(name, []).extend(str(m) for m in value)
+    return flat
