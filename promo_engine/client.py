@@ -1,0 +1,59 @@
+"""A small signed client for the wallet API (standard library only): for the quickstart,
+operators' scripts and load tests."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from .api.auth import sign_request
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict
+    body: dict | None
+    text: str
+
+
+class PromoClient:
+    def __init__(self, base_url: str, key_id: str, secret: str, *, timeout: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.key_id, self.secret, self.timeout = key_id, secret, timeout
+
+    def request(self, method: str, path: str, body: dict | None = None) -> Reply:
+        raw = b"" if body is None else json.dumps(body).encode()
+        timestamp = str(int(time.time()))
+        headers = {"X-Promo-Key": self.key_id, "X-Promo-Timestamp": timestamp,
+                   "X-Promo-Signature": sign_request(self.secret, timestamp, method, path, raw)}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.base_url + path, data=raw if body is not None else None,
+                                         headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return self._reply(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return self._reply(error.code, error.headers, error.read())
+
+    @staticmethod
+    def _reply(status, headers, raw: bytes) -> Reply:
+        text = raw.decode("utf-8", "replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        return Reply(status=status, headers=dict(headers), body=body, text=text)
+
+    def send_event(self, event: dict) -> Reply:
+        return self.request("POST", "/v1/events", event)
+
+    def quote(self, event: dict) -> Reply:
+        return self.request("POST", "/v1/quote", event)
+
+    def points(self, user_id: str, limit: int | None = None) -> Reply:
+        query = f"?limit={limit}" if limit else ""
+        return self.request("GET", f"/v1/users/{user_id}/points{query}")
