@@ -1,0 +1,86 @@
+"""/v1/openapi.json describes every /v1/ endpoint, and real responses conform to it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+
+from wallet import OPEN_RANGE, activation, install_campaigns, new_wallet_client, payment, refund
+
+CAMPAIGNS = f"""
+id: dining
+type: holiday_discount
+{OPEN_RANGE}params: {{percent: 10}}
+---
+id: welcome
+type: first_activation_bonus
+{OPEN_RANGE}params: {{voucher: {{amount: "5.00", valid_days: 7}}}}
+"""
+
+
+@pytest.fixture
+def openapi(app, tmp_path):
+    install_campaigns(app, CAMPAIGNS, tmp_path)
+    response = app.test_client().get("/v1/openapi.json")
+    assert response.status_code == 200
+    return OpenAPI.from_dict(response.get_json())
+
+
+def conforms(openapi, response, *, request_too: bool = True):
+    request = WerkzeugOpenAPIRequest(response.request)
+    if request_too:
+        openapi.validate_request(request)
+    openapi.validate_response(request, WerkzeugOpenAPIResponse(response))
+
+
+def test_description_lists_every_v1_route(app):
+    spec = app.test_client().get("/v1/openapi.json").get_json()
+    routes = {(rule.rule, method.lower()) for rule in app.url_map.iter_rules()
+              if rule.rule.startswith("/v1/") for method in rule.methods - {"HEAD", "OPTIONS"}}
+    described = {(path.replace("{", "<").replace("}", ">"), method)
+                 for path, operations in spec["paths"].items() for method in operations}
+    assert routes == described
+    assert spec["openapi"] == "3.1.0"
+
+
+def test_openapi_needs_no_signature(client):
+    assert client.get("/v1/openapi.json").status_code == 200
+
+
+def test_responses_conform_to_the_description(app, openapi):
+    wallet = new_wallet_client(app)
+    conforms(openapi, wallet.event(**activation("a1")))
+    created = wallet.event(**payment("p1", "88.80"))
+    assert created.status_code == 201
+    conforms(openapi, created)
+    replayed = wallet.event(**payment("p1", "88.80"))
+    assert replayed.status_code == 200
+    conforms(openapi, replayed)
+    conforms(openapi, wallet.event(**refund("r1", "p1", "8.88")))
+    conforms(openapi, wallet.post("/v1/quote", {k: v for k, v in payment("x", "10.00").items()
+                                               if k != "event_id"}))
+    conforms(openapi, wallet.get("/v1/users/u_1/points?limit=1"))
+
+
+@pytest.mark.parametrize("make, status", [
+    (lambda w: w.event(**payment("p1", "99.00")), 409),
+    (lambda w: w.event(**payment("p2", "-1")), 422),
+    (lambda w: w.post("/v1/events", b"{nope"), 400),
+    (lambda w: w.post("/v1/events", json.dumps(payment("p3", "1.00")), content_type="text/csv"), 415),
+    (lambda w: w.event(**refund("r9", "missing", "1.00")), 422),
+    (lambda w: w.get("/v1/users/u_1/points?limit=0"), 422),
+])
+def test_error_responses_conform_to_the_description(app, openapi, make, status):
+    wallet = new_wallet_client(app)
+    wallet.event(**payment("p1", "88.80"))
+    response = make(wallet)
+    assert response.status_code == status
+    conforms(openapi, response, request_too=False)
+
+
+def test_unsigned_request_gets_described_401(app, openapi):
+    response = app.test_client().post("/v1/events", json=payment("p1", "1.00"))
+    assert response.status_code == 401
+    conforms(openapi, response, request_too=False)
