@@ -14,6 +14,7 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
                registry=None) -> Flask:
     """Defaults, then the environment (`settings`), then `test_config`."""
     from .api import bp as api_bp
+    from .metrics import init_metrics
     from .registry import build_registry
     from .service import PromoService
 
@@ -31,7 +32,12 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    app.extensions["promo"] = PromoService(settings, registry or build_registry())
+    app_metrics = init_metrics(app)
+    service = PromoService(settings, registry or build_registry())
+    service.on_campaign_error = lambda campaign, exc: app_metrics.campaign_errors.labels(
+        campaign_type=campaign.type).inc()
+    service.on_engine_loaded = lambda engine: app_metrics.open_campaigns.set(len(engine))
+    app.extensions["promo"] = service
     app.register_blueprint(api_bp)
     return app
 

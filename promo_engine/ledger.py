@@ -295,12 +295,13 @@ class Ledger:
             select(RewardRecord).where(RewardRecord.event_pk == payment.id,
                                        RewardRecord.reverses_id.is_(None))
             .order_by(RewardRecord.id)).scalars().all()
-        reversed_so_far = dict(db.session.execute(
+        # PostgreSQL's SUM of BIGINT is NUMERIC: back to int before any arithmetic.
+        reversed_so_far = {reward_pk: int(total) for reward_pk, total in db.session.execute(
             select(RewardRecord.reverses_id,
                    db.func.coalesce(db.func.sum(RewardRecord.points), 0)
                    + db.func.coalesce(db.func.sum(RewardRecord.amount_minor), 0))
             .where(RewardRecord.reverses_id.in_([r.id for r in granted]))
-            .group_by(RewardRecord.reverses_id)).all()) if granted else {}
+            .group_by(RewardRecord.reverses_id)).all()} if granted else {}
 
         rows, now = [], utcnow()
         for original in granted:

@@ -34,6 +34,7 @@ class PromoService:
         self.reload_interval = reload_interval
         self.ledger = Ledger(currency=settings.currency)
         self.on_campaign_error: Callable[[Campaign, BaseException], None] | None = None
+        self.on_engine_loaded: Callable[[RulesEngine], None] | None = None
         self._engine: RulesEngine | None = None
         self._revision: int | None = None
         self._checked_at = float("-inf")
@@ -76,5 +77,7 @@ class PromoService:
                 points_per_unit=self.settings.points_per_unit,
                 minor_digits=self.settings.minor_digits, on_error=self._report_error)
             self._revision = revision
+            if self.on_engine_loaded is not None:
+                self.on_engine_loaded(self._engine)
             log.info("loaded %d open campaigns (revision %s)", len(self._engine), revision)
         self._checked_at = time.monotonic()

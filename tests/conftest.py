@@ -58,7 +58,7 @@ def sqlite_url(tmp_path):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request):
     """Runs the test once on SQLite and once on PostgreSQL."""
-    return request.getfixturevalue(f"{request.param}_url")
+    return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param])
 
 
 def make_settings(database_url: str, **overrides) -> Settings:

@@ -22,11 +22,13 @@ class WalletClient:
     def post(self, path: str, body, *, content_type: str = "application/json"):
         raw = body if isinstance(body, bytes) else (
             body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        self.last_body = raw  # what was sent, for tests that look at the request again
         headers = self.headers("POST", path, raw)
         headers["Content-Type"] = content_type
         return self.client.post(path, data=raw, headers=headers)
 
     def get(self, path: str):
+        self.last_body = b""
         return self.client.get(path, headers=self.headers("GET", path, b""))
 
     def event(self, **fields):

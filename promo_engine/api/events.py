@@ -5,18 +5,20 @@ import base64
 import json
 import re
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy import select
 
 from ..app import promo_service
 from ..extensions import db
 from ..ledger import IdempotencyConflict, LedgerError, dumps, iso
+from ..metrics import metrics
 from ..models import EventRecord, RewardRecord, UserRecord
 from . import bp
 from .errors import ApiError
 from .requests import canonical_body_hash, json_body
-from .schemas import ID_MESSAGE, ID_PATTERN, EventRequestSchema, flatten_messages
+from .schemas import (ID_MESSAGE, ID_PATTERN, EventRequestSchema, QuoteRequestSchema,
+                      flatten_messages)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -24,9 +26,9 @@ MAX_PAGE = 500
 
 def _validated_event(body: dict, *, quote: bool):
     service = promo_service()
-    schema = EventRequestSchema(event_types=service.registry.event_types,
-                                currency=service.settings.currency, now=service.clock,
-                                quote=quote)
+    schema_class = QuoteRequestSchema if quote else EventRequestSchema
+    schema = schema_class(event_types=service.registry.event_types,
+                          currency=service.settings.currency, now=service.clock)
     try:
         return schema.load(body)
     except ValidationError as exc:
@@ -54,13 +56,12 @@ def record_event():
     except LedgerError as exc:
         fields = {exc.field: [exc.message]} if exc.field else None
         raise ApiError(422, exc.code, exc.message, fields=fields) from None
-    metrics = current_app.extensions.get("promo_metrics")
-    if metrics is not None:
-        metrics.events_total.labels(type=event.type,
-                                    outcome="replayed" if recorded.replayed else "recorded").inc()
-        if recorded.decision is not None:
-            for grant in recorded.decision.grants:
-                metrics.rewards_total.labels(kind=grant.reward.kind).inc()
+    counters = metrics()
+    counters.events.labels(type=event.type,
+                           outcome="replayed" if recorded.replayed else "recorded").inc()
+    if recorded.decision is not None:
+        for grant in recorded.decision.grants:
+            counters.rewards.labels(kind=grant.reward.kind).inc()
     if recorded.replayed:
         return _json_text(recorded.body, 200, **{"Idempotent-Replayed": "true"})
     return _json_text(recorded.body, 201)

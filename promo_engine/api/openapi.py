@@ -7,7 +7,7 @@ from flask import current_app, jsonify
 
 from .. import __version__
 from . import bp
-from .schemas import (ErrorSchema, EventRequestSchema, EventResponseSchema, PointsResponseSchema,
+from .schemas import (ErrorSchema, EventRequestSchema, QuoteRequestSchema, EventResponseSchema, PointsResponseSchema,
                       QuoteResponseSchema)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
@@ -33,7 +33,7 @@ def build_spec(event_types, currency: str) -> dict:
                          ("PromoSignature", "X-Promo-Signature")):
         spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header})
     request_schema = EventRequestSchema(event_types=event_types, currency=currency)
-    quote_schema = EventRequestSchema(event_types=event_types, currency=currency, quote=True)
+    quote_schema = QuoteRequestSchema(event_types=event_types, currency=currency)
     spec.components.schema("EventRequest", schema=request_schema)
     spec.components.schema("QuoteRequest", schema=quote_schema)
     spec.components.schema("EventResponse", schema=EventResponseSchema)

@@ -110,14 +110,13 @@ class EventRequestSchema(Schema):
                                       "additionalProperties": {
                                           "type": ["string", "number", "boolean"]}})
 
-    def __init__(self, *, event_types, currency: str, now=None, quote=False, **kwargs):
+    quote = False
+
+    def __init__(self, *, event_types, currency: str, now=None, **kwargs):
         super().__init__(**kwargs)
         self.event_types = event_types
         self.program_currency = currency
         self.now = now or (lambda: datetime.now(timezone.utc))
-        self.quote = quote
-        if quote:
-            self.fields["event_id"].required = False
 
     @validates_schema(skip_on_field_errors=False)
     def check_event(self, data, **kwargs):
@@ -168,6 +167,13 @@ class EventRequestSchema(Schema):
             currency=data.get("currency"), mcc=data.get("mcc"), channel=data.get("channel"),
             original_event_id=data.get("original_event_id"),
             attributes=data.get("attributes") or {})
+
+
+class QuoteRequestSchema(EventRequestSchema):
+    """The body of POST /v1/quote: a payment (or activation); event_id is optional."""
+
+    quote = True
+    event_id = identifier(metadata={"description": "optional; echoed back"})
 
 
 # ---- responses (documentation for the OpenAPI description; bodies are built in ledger.py)
