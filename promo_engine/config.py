@@ -51,8 +51,8 @@ class Settings:
                                        f"sqlite:///{workdir / 'promo-engine.db'}"),
             redis_url=_redis_url(env.get("REDIS_URL") or None),
             secret_key=_secret_key(env.get("SECRET_KEY"), workdir),
-            timezone=_timezone(env.get("PROMO_TIMEZONE", "Asia/Shanghai")),
-            currency=_currency(env.get("PROMO_CURRENCY", "CNY")),
+            timezone=check_timezone(env.get("PROMO_TIMEZONE", "Asia/Shanghai")),
+            currency=check_currency(env.get("PROMO_CURRENCY", "CNY")),
             points_per_unit=_points_per_unit(env.get("PROMO_POINTS_PER_UNIT", "1")),
         )
 
@@ -94,7 +94,7 @@ def _secret_key(value: str | None, workdir: Path) -> str:
     return key
 
 
-def _timezone(value: str) -> str:
+def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -103,7 +103,7 @@ def _timezone(value: str) -> str:
     return value
 
 
-def _currency(value: str) -> str:
+def check_currency(value: str) -> str:
     if value not in MINOR_DIGITS:
         raise ConfigError(f"PROMO_CURRENCY: {value!r} is not a supported ISO 4217 code "
                           "(e.g. CNY)")

@@ -1,0 +1,211 @@
+"""Validated campaigns into the database and back out; called inside an app context.
+
+`apply_campaigns` writes a set of YAML campaigns in one transaction (all or nothing); the
+campaigns revision in `ProgramState` goes up whenever anything changed, which is how
+workers learn to reload. Status is scheduled -> open -> closed by time; `paused` is a
+person's decision that an apply leaves alone; `retired` means removed from the files.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .campaign import Campaign
+from .campaign_files import LoadedCampaign
+from .campaign_schema import load_campaign, spec_hash
+from .database import run_in_transaction
+from .extensions import db
+from .models import CampaignRecord, CampaignUsage, ProgramState, utcnow
+
+log = logging.getLogger(__name__)
+
+SCHEDULED, OPEN, PAUSED, CLOSED, RETIRED = "scheduled", "open", "paused", "closed", "retired"
+SOURCE_YAML = "yaml"
+
+
+class ApplyError(Exception):
+    """Campaigns that cannot be applied as a whole; nothing was written."""
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.retired)
+
+
+def status_at(starts_at: datetime, ends_at: datetime, now: datetime) -> str:
+    if now < starts_at:
+        return SCHEDULED
+    return OPEN if now < ends_at else CLOSED
+
+
+def apply_campaigns(loaded: Sequence[LoadedCampaign], *, prune: bool = False,
+                    dry_run: bool = False, now: datetime | None = None) -> ApplyReport:
+    """Create or update each campaign by id in one transaction; `prune` retires the YAML
+    campaigns that are not given; `dry_run` reports what would happen and writes nothing."""
+    ids = [item.campaign.id for item in loaded]
+    if len(set(ids)) != len(ids):
+        raise ApplyError("the same campaign id is given twice")
+    now = now or utcnow()
+    session = db.session
+    if dry_run:
+        try:
+            return _apply(session, loaded, prune, now)
+        finally:
+            session.rollback()
+    return run_in_transaction(session, lambda: _apply(session, loaded, prune, now))
+
+
+def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime) -> ApplyReport:
+    _lock_program_state(session)
+    ids = [item.campaign.id for item in loaded]
+    # Locked, so that a pause from the portal meanwhile is seen rather than overwritten.
+    existing = {record.id: record for record in session.scalars(
+        select(CampaignRecord).where(CampaignRecord.id.in_(ids)).with_for_update())} \
+        if ids else {}
+    foreign = sorted(i for i, record in existing.items() if record.source != SOURCE_YAML)
+    if foreign:
+        which = (f"campaign {foreign[0]} is" if len(foreign) == 1
+                 else f"campaigns {', '.join(foreign)} are")
+        raise ApplyError(f"{which} managed in the portal, not in YAML files; give the YAML "
+                         "campaign another id")
+
+    report = ApplyReport()
+    for item in loaded:
+        campaign, spec = item.campaign, item.spec
+        digest = spec_hash(spec)
+        record = existing.get(campaign.id)
+        if record is None:
+            session.add(CampaignRecord(
+                id=campaign.id, type=campaign.type, name=campaign.name, source=SOURCE_YAML,
+                spec=spec, spec_hash=digest, starts_at=campaign.starts_at,
+                ends_at=campaign.ends_at, created_at=now, updated_at=now,
+                status=status_at(campaign.starts_at, campaign.ends_at, now)))
+            session.add(CampaignUsage(campaign_id=campaign.id, spent=0, redemptions=0))
+            report.created.append(campaign.id)
+        elif record.spec_hash == digest and record.status != RETIRED:
+            report.unchanged.append(campaign.id)
+        else:
+            _update(record, campaign, spec, digest, now)
+            report.updated.append(campaign.id)
+
+    if prune:
+        stale = session.scalars(
+            select(CampaignRecord)
+            .where(CampaignRecord.source == SOURCE_YAML, CampaignRecord.status != RETIRED,
+                   CampaignRecord.id.not_in(ids))
+            .order_by(CampaignRecord.id))
+        for record in stale:
+            record.status = RETIRED
+            record.updated_at = now
+            report.retired.append(record.id)
+
+    if report.changed:
+        _bump_revision(session)
+    session.flush()
+    return report
+
+
+def _update(record: CampaignRecord, campaign: Campaign, spec: dict, digest: str,
+            now: datetime) -> None:
+    rescheduled = (record.starts_at, record.ends_at) != (campaign.starts_at, campaign.ends_at)
+    if record.status == RETIRED or (rescheduled and record.status != PAUSED):
+        record.status = status_at(campaign.starts_at, campaign.ends_at, now)
+    record.type = campaign.type
+    record.name = campaign.name
+    record.spec = spec
+    record.spec_hash = digest
+    record.starts_at = campaign.starts_at
+    record.ends_at = campaign.ends_at
+    record.updated_at = now
+
+
+def _ensure_program_state(session) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(ProgramState).values(id=1, campaigns_revision=0)
+                    .on_conflict_do_nothing(index_elements=["id"]))
+
+
+def _lock_program_state(session) -> None:
+    """Lock the single ProgramState row (creating it if needed): another apply waits for
+    this transaction instead of interleaving with it."""
+    _ensure_program_state(session)
+    session.execute(select(ProgramState.id).where(ProgramState.id == 1).with_for_update())
+
+
+def _bump_revision(session) -> None:
+    _ensure_program_state(session)
+    session.execute(update(ProgramState).where(ProgramState.id == 1)
+                    .values(campaigns_revision=ProgramState.campaigns_revision + 1)
+                    .execution_options(synchronize_session=False))
+
+
+def campaigns_revision() -> int:
+    revision = db.session.scalar(select(ProgramState.campaigns_revision)
+                                 .where(ProgramState.id == 1))
+    return revision or 0
+
+
+def load_open_campaigns(*, registry, currency: str, default_timezone: str) -> list[Campaign]:
+    """The open campaigns rebuilt from their stored specs; one that no longer loads (its
+    plugin was uninstalled, say) is logged and skipped."""
+    campaigns = []
+    records = db.session.execute(select(CampaignRecord.id, CampaignRecord.spec)
+                                 .where(CampaignRecord.status == OPEN)
+                                 .order_by(CampaignRecord.id)).all()
+    for campaign_id, spec in records:
+        try:
+            campaign = load_campaign(spec, registry=registry, currency=currency,
+                                     default_timezone=default_timezone)
+        except Exception as exc:  # one bad campaign must not take the others down
+            log.error("campaign %s is open but its stored spec does not load (%s); skipped",
+                      campaign_id, exc)
+            continue
+        if campaign.id != campaign_id:
+            log.error("campaign %s has a stored spec for %s; skipped", campaign_id, campaign.id)
+            continue
+        campaigns.append(campaign)
+    return campaigns
+
+
+def sync_lifecycle(now: datetime) -> list[tuple[str, str, str]]:
+    """Open the scheduled campaigns whose time has come and close the ones whose time is up.
+
+    Each change is a guarded UPDATE (WHERE status = old), so a concurrent pause or another
+    process doing the same wins cleanly; returns (id, old, new) for the changes made here.
+    """
+    session = db.session
+
+    def work():
+        due = session.execute(
+            select(CampaignRecord.id, CampaignRecord.status, CampaignRecord.ends_at)
+            .where(or_(and_(CampaignRecord.status == SCHEDULED, CampaignRecord.starts_at <= now),
+                       and_(CampaignRecord.status == OPEN, CampaignRecord.ends_at <= now)))
+            .order_by(CampaignRecord.id)).all()
+        changes = []
+        for campaign_id, old, ends_at in due:
+            new = CLOSED if ends_at <= now else OPEN
+            result = session.execute(
+                update(CampaignRecord)
+                .where(CampaignRecord.id == campaign_id, CampaignRecord.status == old)
+                .values(status=new, updated_at=now)
+                .execution_options(synchronize_session=False))
+            if result.rowcount == 1:
+                changes.append((campaign_id, old, new))
+        if changes:
+            _bump_revision(session)
+        return changes
+
+    return run_in_transaction(session, work)

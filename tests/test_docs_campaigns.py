@@ -1,0 +1,67 @@
+"""docs/campaigns.md stays true: every YAML example is checked, every field is documented.
+
+A ```yaml block must be a valid campaign, unless an HTML comment right before it says
+`<!-- invalid: message fragment -->`: then it must be rejected with that message.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from promo_engine.campaign_files import load_paths
+from promo_engine.campaign_schema import (BudgetSchema, CampaignSchema, ConditionsSchema,
+                                          LimitsSchema, WindowSchema)
+from promo_engine.registry import build_registry, get_plugin_manager
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "campaigns.md"
+TEXT = DOC.read_text()
+BLOCK = re.compile(r"(?:<!--\s*invalid:\s*(?P<expected>[^\n]*?)\s*-->\s*\n)?"
+                   r"```yaml\n(?P<body>.*?)```", re.S)
+EXAMPLES = [(TEXT[:match.start("body")].count("\n") + 1, match["body"], match["expected"])
+            for match in BLOCK.finditer(TEXT)]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return build_registry(get_plugin_manager(load_entry_points=False))
+
+
+def test_the_guide_has_valid_and_invalid_examples():
+    assert sum(1 for _, _, expected in EXAMPLES if expected is None) >= 10
+    assert sum(1 for _, _, expected in EXAMPLES if expected is not None) >= 10
+
+
+@pytest.mark.parametrize("line, body, expected", EXAMPLES,
+                         ids=[f"line{line}" for line, _, _ in EXAMPLES])
+def test_yaml_example(registry, tmp_path, line, body, expected):
+    path = tmp_path / "example.yaml"
+    path.write_text(body)
+    result = load_paths([path], registry=registry, currency="CNY",
+                        default_timezone="Asia/Shanghai")
+    messages = [str(problem) for problem in result.problems]
+    if expected is None:
+        assert messages == [], f"the example at docs/campaigns.md:{line} should be valid"
+        assert result.campaigns
+    else:
+        assert any(expected in problem.message for problem in result.problems), (
+            f"the example at docs/campaigns.md:{line} should be rejected with {expected!r}, "
+            f"got {messages}")
+
+
+@pytest.mark.parametrize("schema, prefix", [
+    (CampaignSchema, ""), (WindowSchema, "windows"), (ConditionsSchema, "conditions"),
+    (BudgetSchema, "budget"), (LimitsSchema, "limits")])
+def test_every_field_is_documented(schema, prefix):
+    names = [field.data_key or name for name, field in schema._declared_fields.items()]
+    missing = [name for name in names
+               if f"`{name}`" not in TEXT and f"`{prefix}.{name}`" not in TEXT]
+    assert missing == []
+
+
+def test_every_built_in_type_and_its_params_are_documented(registry):
+    for name, campaign_type in registry.campaign_types.items():
+        section = TEXT.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
+        params = campaign_type.params_schema._declared_fields
+        assert [p for p in params if f"`{p}`" not in section] == [], name
