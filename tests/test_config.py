@@ -1,0 +1,97 @@
+"""An invalid environment value stops every command with one clear line and exit status 2."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+
+from promo_engine.cli import main
+from promo_engine.config import ConfigError, Settings
+
+ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
+            "PROMO_POINTS_PER_UNIT")
+
+COMMANDS = [
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["clients", "create", "wallet-backend", "--json"],
+    ["clients", "list"],
+    ["serve", "--port", "0"],
+]
+
+INVALID = [
+    ("DATABASE_URL", "mysql://root@localhost/promo",
+     "DATABASE_URL: 'mysql' is not supported; use sqlite or postgresql"),
+    ("DATABASE_URL", "not a url", "DATABASE_URL: 'not a url' is not a database URL"),
+    ("REDIS_URL", "localhost:6379",
+     "REDIS_URL: 'localhost:6379' must start with redis://, rediss:// or unix://"),
+    ("SECRET_KEY", "short", "SECRET_KEY: must be at least 16 characters"),
+    ("PROMO_TIMEZONE", "Mars/Olympus_Mons",
+     "PROMO_TIMEZONE: 'Mars/Olympus_Mons' is not an IANA time zone"),
+    ("PROMO_CURRENCY", "XYZ", "PROMO_CURRENCY: 'XYZ' is not a supported ISO 4217 code"),
+    ("PROMO_POINTS_PER_UNIT", "-1", "PROMO_POINTS_PER_UNIT: '-1' must be a number >= 0"),
+    ("PROMO_POINTS_PER_UNIT", "NaN", "PROMO_POINTS_PER_UNIT: 'NaN' must be a number >= 0"),
+    ("PROMO_POINTS_PER_UNIT", "one", "PROMO_POINTS_PER_UNIT: 'one' must be a number >= 0"),
+]
+
+
+@pytest.fixture
+def valid_env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {name: None for name in ENV_VARS}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'promo.db'}",
+               SECRET_KEY="test-secret-key-0123456789")
+    return env
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda args: " ".join(args[:2]))
+@pytest.mark.parametrize("name,value,message", INVALID,
+                         ids=[f"{name}={value}" for name, value, _ in INVALID])
+def test_invalid_setting_stops_the_command_with_one_line(valid_env, tmp_path, args, name,
+                                                          value, message):
+    valid_env[name] = value
+    result = CliRunner(env=valid_env).invoke(main, args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"promo-engine: configuration error: {message}")
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n")
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+@pytest.mark.parametrize("name,value,message", INVALID,
+                         ids=[f"{name}={value}" for name, value, _ in INVALID])
+def test_settings_from_env_refuses_the_invalid_value(tmp_path, name, value, message):
+    env = {"SECRET_KEY": "test-secret-key-0123456789", name: value}
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        Settings.from_env(env, workdir=tmp_path)
+
+
+def test_defaults(tmp_path):
+    settings = Settings.from_env({}, workdir=tmp_path)
+    assert (settings.database_url, settings.redis_url, settings.timezone, settings.currency,
+            settings.points_per_unit) == (f"sqlite:///{tmp_path / 'promo-engine.db'}", None,
+                                          "Asia/Shanghai", "CNY", Decimal(1))
+
+
+def test_default_secret_key_is_generated_once_and_kept(tmp_path):
+    first = Settings.from_env({}, workdir=tmp_path).secret_key
+    assert len(first) >= 32
+    assert Settings.from_env({}, workdir=tmp_path).secret_key == first
+
+
+def test_plain_postgresql_url_uses_the_psycopg_driver(tmp_path):
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://postgres@127.0.0.1/promo",
+                                  "SECRET_KEY": "test-secret-key-0123456789"}, workdir=tmp_path)
+    assert settings.database_url == "postgresql+psycopg://postgres@127.0.0.1/promo"
+
+
+def test_valid_values_are_taken(tmp_path):
+    settings = Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/2",
+                                  "SECRET_KEY": "test-secret-key-0123456789",
+                                  "PROMO_TIMEZONE": "Europe/Paris", "PROMO_CURRENCY": "JPY",
+                                  "PROMO_POINTS_PER_UNIT": "0.5"}, workdir=tmp_path)
+    assert (settings.redis_url, settings.timezone, settings.currency,
+            settings.points_per_unit, settings.minor_digits) == (
+        "redis://127.0.0.1:6379/2", "Europe/Paris", "JPY", Decimal("0.5"), 0)

@@ -1,0 +1,81 @@
+"""Alembic migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import threading
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, pool
+
+from promo_engine import schema
+
+
+def differences(database_url: str) -> list:
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, schema.target_metadata())
+    finally:
+        engine.dispose()
+
+
+def table_names(database_url: str) -> set[str]:
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_have_a_single_head():
+    assert len(ScriptDirectory.from_config(schema.alembic_config()).get_heads()) == 1
+
+
+def test_upgrade_builds_the_schema_of_the_models(database_url):
+    result = schema.upgrade(database_url)
+    assert (result.before, result.after) == (None, schema.head_revision())
+    assert differences(database_url) == []
+
+
+def test_upgrade_twice_is_a_no_op(database_url):
+    schema.upgrade(database_url)
+    again = schema.upgrade(database_url)
+    assert (again.before, again.after, again.changed) == (schema.head_revision(),
+                                                          schema.head_revision(), False)
+    assert differences(database_url) == []
+
+
+def test_current_revision_is_none_before_and_head_after(database_url):
+    assert schema.current_revision(database_url) is None
+    schema.upgrade(database_url)
+    assert schema.current_revision(database_url) == schema.head_revision()
+
+
+def test_downgrade_to_base_and_upgrade_again(database_url):
+    schema.upgrade(database_url)
+    config = schema.alembic_config(database_url)
+    command.downgrade(config, "base")
+    assert table_names(database_url) == {"alembic_version"}
+    schema.upgrade(database_url)
+    assert differences(database_url) == []
+
+
+def test_concurrent_upgrades_of_one_postgresql_database_both_succeed(postgres_url):
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(schema.upgrade(postgres_url))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(r.changed for r in results) == [False, True]
+    assert differences(postgres_url) == []
