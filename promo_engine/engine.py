@@ -50,9 +50,9 @@ class CompiledCampaign:
     """A campaign prepared once for the hot path: plain attributes, no lookups per event."""
 
     __slots__ = ("campaign", "id", "evaluate", "triggers", "starts_at", "ends_at", "zone",
-                 "windows", "min_amount", "mcc", "channels", "attributes", "per_user",
-                 "per_user_daily", "priority", "exclusive", "sort_key", "budget_limit",
-                 "max_redemptions")
+                 "windows", "window_spans", "min_amount", "mcc", "channels", "attributes",
+                 "has_conditions", "per_user", "per_user_daily", "priority", "exclusive",
+                 "sort_key", "budget_limit", "max_redemptions")
 
     def __init__(self, campaign: Campaign, evaluate: Evaluator, triggers: frozenset[str],
                  minor_digits: int):
@@ -64,11 +64,17 @@ class CompiledCampaign:
         self.ends_at = campaign.ends_at
         self.zone = ZoneInfo(campaign.timezone)
         self.windows = campaign.windows
+        # The same test as Window.contains, as plain tuples the hot loop reads without a
+        # method call per window.
+        self.window_spans = tuple((w.days, w.start, w.end) for w in campaign.windows)
         conditions = campaign.conditions
         self.min_amount = conditions.min_amount
         self.mcc = conditions.mcc
         self.channels = conditions.channels
         self.attributes = tuple(conditions.attributes.items())
+        # Most campaigns have no conditions; they skip the call to conditions_hold.
+        self.has_conditions = (self.min_amount is not None or self.mcc is not None
+                               or self.channels is not None or bool(self.attributes))
         self.per_user = campaign.limits.per_user
         self.per_user_daily = campaign.limits.per_user_daily
         self.max_redemptions = campaign.limits.max_redemptions
@@ -103,11 +109,18 @@ def attribute_text(value) -> str:
     if value is False:
         return "false"
     if isinstance(value, Decimal):
-        return f"{value.normalize():f}" if value == value.to_integral_value() else str(value)
+        # 2.50 from JSON matches "2.5", 1E+2 matches "100", -0 matches "0".
+        return f"{(value + 0).normalize():f}"
     return str(value)
 
 
 ErrorHook = Callable[[Campaign, BaseException], None]
+
+
+def _by_rank(proposal) -> tuple:
+    """Order of a stacking group's members: highest rank first, then priority order."""
+    compiled, reward, _ = proposal
+    return -reward.rank, compiled.sort_key
 
 
 def _log_error(campaign: Campaign, exc: BaseException) -> None:
@@ -144,8 +157,16 @@ class RulesEngine:
                         per_trigger.setdefault(merchant, []).append(compiled)
         order = lambda c: c.sort_key  # noqa: E731
         self._bank_wide = {t: tuple(sorted(cs, key=order)) for t, cs in bank_wide.items()}
-        self._by_merchant = {t: {m: tuple(sorted(cs, key=order)) for m, cs in per.items()}
-                             for t, per in by_merchant.items()}
+        # Each merchant's tuple already holds the bank-wide campaigns of its trigger, merged
+        # in priority order once here rather than sorted again for every event.
+        self._by_merchant = {
+            t: {m: tuple(sorted(cs + list(self._bank_wide.get(t, ())), key=order))
+                for m, cs in per.items()}
+            for t, per in by_merchant.items()}
+        # Decisions and base-points grants are immutable and depend only on the base
+        # points, so the common ones are built once and shared (see _plain_decision).
+        self._plain_decisions: dict[int, Decision] = {}
+        self._base_grants: dict[int, Grant] = {}
 
     @classmethod
     def compile(cls, campaigns: Iterable[Campaign], registry: Registry, *, currency: str,
@@ -174,13 +195,12 @@ class RulesEngine:
     def candidates(self, event: Event) -> tuple[CompiledCampaign, ...]:
         """The campaigns whose trigger and merchant scope admit the event, in priority order."""
         bank_wide = self._bank_wide.get(event.type, ())
-        per_merchant = self._by_merchant.get(event.type)
-        scoped = per_merchant.get(event.merchant_id, ()) if per_merchant and event.merchant_id else ()
-        if not scoped:
-            return bank_wide
-        if not bank_wide:
-            return scoped
-        return tuple(sorted(scoped + bank_wide, key=lambda c: c.sort_key))
+        merchant_id = event.merchant_id
+        if merchant_id:
+            per_merchant = self._by_merchant.get(event.type)
+            if per_merchant:
+                return per_merchant.get(merchant_id, bank_wide)
+        return bank_wide
 
     def base_points(self, event: Event) -> int:
         if event.type != PAYMENT or not self.points_per_unit:
@@ -189,30 +209,62 @@ class RulesEngine:
 
     def evaluate(self, event: Event, user: UserState, gate: Gate | None = None) -> Decision:
         base = self.base_points(event)
-        context = EvaluationContext(event=event, user=user, base_points=base)
-        proposals = self._proposals(event, user, context)
-        grants: list[Grant] = [Grant(points_reward(base), None, None)] if base else []
-        if proposals:
-            self._apply(event, proposals, gate, grants)
+        proposals = self._proposals(event, user, base)
+        if not proposals:
+            return self._plain_decision(base)
+        grants: list[Grant] = [self._base_grant(base)] if base else []
+        self._apply(event, proposals, gate, grants)
         return Decision(grants=tuple(grants), base_points=base)
 
-    def _proposals(self, event: Event, user: UserState, context: EvaluationContext):
+    # Most events earn only their base points, and building a Reward, a Grant and a
+    # Decision costs more than evaluating a handful of campaigns; all three are frozen, so
+    # one instance per points value is shared. The caches stop growing at _CACHE_SIZE
+    # entries (base points are small numbers for almost every payment).
+    _CACHE_SIZE = 4096
+
+    def _base_grant(self, base: int) -> Grant:
+        grant = self._base_grants.get(base)
+        if grant is None:
+            grant = Grant(points_reward(base), None, None)
+            if len(self._base_grants) < self._CACHE_SIZE:
+                self._base_grants[base] = grant
+        return grant
+
+    def _plain_decision(self, base: int) -> Decision:
+        decision = self._plain_decisions.get(base)
+        if decision is None:
+            decision = Decision(grants=(self._base_grant(base),) if base else (),
+                                base_points=base)
+            if len(self._plain_decisions) < self._CACHE_SIZE:
+                self._plain_decisions[base] = decision
+        return decision
+
+    def _proposals(self, event: Event, user: UserState, base: int):
         """Every (campaign, reward, local day) that matches, before limits shared with others."""
         proposals = []
         occurred_at = event.occurred_at
-        local_times: dict[ZoneInfo, datetime] = {}
+        # The event's local time in the zone last asked for: candidates nearly always share
+        # one zone, and astimezone costs more than the rest of a candidate's checks.
+        zone = local = None
+        context = None  # built for the first campaign that gets as far as its evaluator
         for compiled in self.candidates(event):
             if not (compiled.starts_at <= occurred_at < compiled.ends_at):
                 continue
-            local = local_times.get(compiled.zone)
-            if local is None:
-                local = local_times[compiled.zone] = occurred_at.astimezone(compiled.zone)
-            if compiled.windows:
-                weekday, time_of_day = local.weekday(), local.time()
-                if not any(w.contains(weekday, time_of_day) for w in compiled.windows):
-                    continue
-            if not compiled.conditions_hold(event):
+            # Conditions before windows (both are plain filters, so the order does not
+            # change the outcome): a campaign they reject needs no local time.
+            if compiled.has_conditions and not compiled.conditions_hold(event):
                 continue
+            if compiled.zone is not zone:
+                zone = compiled.zone
+                local = occurred_at.astimezone(zone)
+            if compiled.window_spans:
+                weekday, time_of_day = local.weekday(), local.time()
+                for days, start, end in compiled.window_spans:  # Window.contains, inlined
+                    if weekday in days and start <= time_of_day and \
+                            (end is None or time_of_day < end):
+                        break
+                else:
+                    continue
             local_day = local.date()
             if compiled.per_user is not None and \
                     user.campaign_uses.get(compiled.id, 0) >= compiled.per_user:
@@ -220,6 +272,8 @@ class RulesEngine:
             if compiled.per_user_daily is not None and \
                     user.daily_uses.get((compiled.id, local_day), 0) >= compiled.per_user_daily:
                 continue
+            if context is None:
+                context = EvaluationContext(event=event, user=user, base_points=base)
             try:
                 reward = compiled.evaluate(context)
             except Exception as exc:  # one broken plugin skips its campaign, never the event
@@ -230,31 +284,38 @@ class RulesEngine:
         return proposals
 
     def _apply(self, event: Event, proposals, gate: Gate | None, grants: list[Grant]) -> None:
-        """Grant in priority order; a reward that does not fit is skipped, never cut down."""
+        """Grant in priority order; a reward that does not fit is skipped, never cut down.
+
+        Exclusivity comes first: an exclusive campaign that applied blocks every proposal
+        of lower priority, multipliers included. Among what is left, a stacking group
+        (points multipliers) grants only its highest-ranked member that fits, so a group is
+        settled after the other proposals, when every exclusive that applies is known. An
+        exclusive member settles its group at its own position instead, because its
+        winning must block what follows it.
+        """
         payable = event.amount
         blocked_below = None  # priority of an exclusive campaign that applied
         settled_groups: set[str] = set()
-        for index, (compiled, reward, local_day) in enumerate(proposals):
+        deferred = []  # group members waiting for the end
+        granted = []  # (compiled, grant), in the order decided
+        for proposal in proposals:
+            compiled, reward, local_day = proposal
             if blocked_below is not None and compiled.priority < blocked_below:
                 break
             group = reward.stacking_group
             if group is not None:
                 if group in settled_groups:
                     continue
-                settled_groups.add(group)
-                # The group takes the slot of its highest-priority member and grants the
-                # member with the highest rank that fits.
-                members = sorted(
-                    (p for p in proposals[index:]
-                     if p[1].stacking_group == group
-                     and (blocked_below is None or p[0].priority >= blocked_below)),
-                    key=lambda p: (-p[1].rank, p[0].sort_key))
-                for member, member_reward, member_day in members:
-                    if gate is None or gate.reserve(member, member_reward, member_day):
-                        grants.append(Grant(member_reward, member.campaign, member_day))
-                        if member.exclusive:
-                            blocked_below = member.priority
-                        break
+                if not compiled.exclusive:
+                    deferred.append(proposal)
+                    continue
+                members = [p for p in deferred if p[1].stacking_group == group] + [proposal]
+                winner = _settle_group(members, gate)
+                if winner is not None:  # else the group is still open to lower members
+                    settled_groups.add(group)
+                    granted.append(winner)
+                    if winner[0].exclusive:
+                        blocked_below = winner[0].priority
                 continue
             if reward.kind == DISCOUNT:
                 # Stacked discounts never take the payment below zero.
@@ -267,6 +328,29 @@ class RulesEngine:
                 continue
             if reward.kind == DISCOUNT:
                 payable -= reward.amount
-            grants.append(Grant(reward, compiled.campaign, local_day))
+            granted.append((compiled, Grant(reward, compiled.campaign, local_day)))
             if compiled.exclusive:
                 blocked_below = compiled.priority
+        for proposal in deferred:
+            group = proposal[1].stacking_group
+            if group in settled_groups:
+                continue
+            settled_groups.add(group)
+            members = [p for p in deferred if p[1].stacking_group == group
+                       and (blocked_below is None or p[0].priority >= blocked_below)]
+            winner = _settle_group(members, gate)
+            if winner is not None:
+                granted.append(winner)
+        if len(granted) > 1:  # shown in priority order, however they were decided
+            granted.sort(key=lambda item: item[0].sort_key)
+        grants.extend(grant for _, grant in granted)
+
+
+def _settle_group(members, gate: Gate | None):
+    """The member with the highest rank (then priority) whose reward fits, or None."""
+    if len(members) > 1:
+        members = sorted(members, key=_by_rank)
+    for member, reward, local_day in members:
+        if gate is None or gate.reserve(member, reward, local_day):
+            return member, Grant(reward, member.campaign, local_day)
+    return None
