@@ -34,8 +34,8 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
         configure_engine(db.engine)
     app_metrics = init_metrics(app)
     service = PromoService(settings, registry or build_registry())
-    service.on_campaign_error = lambda campaign, exc: app_metrics.campaign_errors.labels(
-        campaign_type=campaign.type).inc()
+    service.on_campaign_error = lambda campaign_id, campaign_type, exc: \
+        app_metrics.campaign_errors.labels(campaign_type=campaign_type).inc()
     service.on_engine_loaded = lambda engine: app_metrics.open_campaigns.set(len(engine))
     app.extensions["promo"] = service
     app.register_blueprint(api_bp)

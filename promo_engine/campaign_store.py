@@ -158,20 +158,23 @@ def campaigns_revision() -> int:
     return revision or 0
 
 
-def load_open_campaigns(*, registry, currency: str, default_timezone: str) -> list[Campaign]:
+def load_open_campaigns(*, registry, currency: str, default_timezone: str,
+                        on_error=None) -> list[Campaign]:
     """The open campaigns rebuilt from their stored specs; one that no longer loads (its
-    plugin was uninstalled, say) is logged and skipped."""
+    plugin was uninstalled, say) is logged, reported to `on_error(id, type, exc)` and skipped."""
     campaigns = []
-    records = db.session.execute(select(CampaignRecord.id, CampaignRecord.spec)
+    records = db.session.execute(select(CampaignRecord.id, CampaignRecord.type, CampaignRecord.spec)
                                  .where(CampaignRecord.status == OPEN)
                                  .order_by(CampaignRecord.id)).all()
-    for campaign_id, spec in records:
+    for campaign_id, campaign_type, spec in records:
         try:
             campaign = load_campaign(spec, registry=registry, currency=currency,
                                      default_timezone=default_timezone)
         except Exception as exc:  # one bad campaign must not take the others down
             log.error("campaign %s is open but its stored spec does not load (%s); skipped",
                       campaign_id, exc)
+            if on_error is not None:
+                on_error(campaign_id, campaign_type, exc)
             continue
         if campaign.id != campaign_id:
             log.error("campaign %s has a stored spec for %s; skipped", campaign_id, campaign.id)

@@ -33,7 +33,9 @@ class PromoService:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.reload_interval = reload_interval
         self.ledger = Ledger(currency=settings.currency)
-        self.on_campaign_error: Callable[[Campaign, BaseException], None] | None = None
+        # Called with (campaign id, campaign type, exception) whenever a campaign is skipped
+        # because its plugin raised or is not installed.
+        self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
         self.on_engine_loaded: Callable[[RulesEngine], None] | None = None
         self._engine: RulesEngine | None = None
         self._revision: int | None = None
@@ -44,7 +46,7 @@ class PromoService:
         log.error("campaign %s (type %s) raised %r; skipped for this event", campaign.id,
                   campaign.type, exc, exc_info=exc)
         if self.on_campaign_error is not None:
-            self.on_campaign_error(campaign, exc)
+            self.on_campaign_error(campaign.id, campaign.type, exc)
 
     def engine(self) -> RulesEngine:
         """The engine for the campaigns open now; needs an app context."""
@@ -70,7 +72,7 @@ class PromoService:
         if revision != self._revision or self._engine is None:
             campaigns = campaign_store.load_open_campaigns(
                 registry=self.registry, currency=self.settings.currency,
-                default_timezone=self.settings.timezone)
+                default_timezone=self.settings.timezone, on_error=self.on_campaign_error)
             db.session.commit()
             self._engine = RulesEngine.compile(
                 campaigns, self.registry, currency=self.settings.currency,

@@ -223,8 +223,10 @@ def test_campaign_of_an_uninstalled_type_is_skipped(settings, tmp_path, caplog):
         response = wallet.event(**payment("evt_1", "200.00"))
         quoted = wallet.post("/v1/quote", payment("q_1", "200.00"))
         points = wallet.get("/v1/users/u_1/points")
+        errors = campaign_errors(after.test_client())
     assert response.status_code == 201
     assert without_ids(response.get_json()["rewards"]) == WORKING_REWARDS
+    assert errors == {"raises_in_evaluator": 1.0}  # counted once, when the campaigns load
     assert quoted.status_code == 200
     assert without_ids(quoted.get_json()["rewards"]) == WORKING_REWARDS
     assert points.get_json()["points_balance"] == 400
