@@ -97,6 +97,7 @@ def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime
         elif record.spec_hash == digest and record.status != RETIRED:
             report.unchanged.append(campaign.id)
         else:
+            _refuse_unit_change(session, record, campaign)
             _update(record, campaign, spec, digest, now)
             report.updated.append(campaign.id)
 
@@ -115,6 +116,24 @@ def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime
         _bump_revision(session)
     session.flush()
     return report
+
+
+def _budget_unit(spec: dict) -> str | None:
+    budget = spec.get("budget") or {}
+    return "points" if "points" in budget else ("money" if "amount" in budget else None)
+
+
+def _refuse_unit_change(session, record: CampaignRecord, campaign: Campaign) -> None:
+    """Usage is counted in the unit of the campaign's rewards (points or minor units), so
+    once it has granted anything its type and budget unit are fixed."""
+    usage = session.get(CampaignUsage, record.id)
+    if usage is None or (usage.spent == 0 and usage.redemptions == 0):
+        return
+    new_unit = campaign.budget.unit if campaign.budget is not None else None
+    if record.type != campaign.type or (_budget_unit(record.spec) or new_unit) != \
+            (new_unit or _budget_unit(record.spec)):
+        raise ApplyError(f"campaign {record.id} has already granted rewards, so its type and "
+                         "budget unit cannot change; give the changed campaign a new id")
 
 
 def _update(record: CampaignRecord, campaign: Campaign, spec: dict, digest: str,

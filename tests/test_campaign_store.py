@@ -326,3 +326,22 @@ def test_sync_lifecycle_leaves_paused_and_retired_alone(ctx, make):
     set_status("weekend-3x", "retired")
     assert sync_lifecycle(AFTER) == []
     assert statuses() == {"spring-dining": "paused", "weekend-3x": "retired"}
+
+
+def test_type_or_budget_unit_of_a_used_campaign_cannot_change(app, tmp_path):
+    from promo_engine.campaign_store import ApplyError
+    from promo_engine.extensions import db
+    from promo_engine.models import CampaignUsage
+    from wallet import OPEN_RANGE, install_campaigns
+    install_campaigns(app, f"id: c1\ntype: holiday_discount\n{OPEN_RANGE}"
+                           "budget: {amount: \"100.00\"}\nparams: {percent: 10}\n", tmp_path)
+    with app.app_context():
+        db.session.get(CampaignUsage, "c1").spent = 500
+        db.session.commit()
+    with pytest.raises(ApplyError, match="c1 has already granted rewards"):
+        install_campaigns(app, f"id: c1\ntype: points_multiplier\n{OPEN_RANGE}"
+                               "budget: {points: 100}\nparams: {multiplier: 2}\n", tmp_path)
+    # Other changes stay allowed.
+    report = install_campaigns(app, f"id: c1\ntype: holiday_discount\n{OPEN_RANGE}"
+                                    "budget: {amount: \"200.00\"}\nparams: {percent: 12}\n", tmp_path)
+    assert report.updated == ["c1"]
