@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 
 from .campaign import Campaign
 from .campaign_files import LoadedCampaign
 from .campaign_schema import load_campaign, spec_hash
 from .database import run_in_transaction
 from .extensions import db
+from .lifecycle import (OPEN, PAUSED, RETIRED, bump_revision, due_transitions,
+                        ensure_program_state, record_audit, status_at, transition)
 from .models import CampaignRecord, CampaignUsage, ProgramState, utcnow
 
 log = logging.getLogger(__name__)
 
-SCHEDULED, OPEN, PAUSED, CLOSED, RETIRED = "scheduled", "open", "paused", "closed", "retired"
 SOURCE_YAML = "yaml"
 
 
@@ -44,14 +44,9 @@ class ApplyReport:
         return bool(self.created or self.updated or self.retired)
 
 
-def status_at(starts_at: datetime, ends_at: datetime, now: datetime) -> str:
-    if now < starts_at:
-        return SCHEDULED
-    return OPEN if now < ends_at else CLOSED
-
-
 def apply_campaigns(loaded: Sequence[LoadedCampaign], *, prune: bool = False,
-                    dry_run: bool = False, now: datetime | None = None) -> ApplyReport:
+                    dry_run: bool = False, now: datetime | None = None,
+                    actor: str = "cli") -> ApplyReport:
     """Create or update each campaign by id in one transaction; `prune` retires the YAML
     campaigns that are not given; `dry_run` reports what would happen and writes nothing."""
     ids = [item.campaign.id for item in loaded]
@@ -61,13 +56,14 @@ def apply_campaigns(loaded: Sequence[LoadedCampaign], *, prune: bool = False,
     session = db.session
     if dry_run:
         try:
-            return _apply(session, loaded, prune, now)
+            return _apply(session, loaded, prune, now, actor)
         finally:
             session.rollback()
-    return run_in_transaction(session, lambda: _apply(session, loaded, prune, now))
+    return run_in_transaction(session, lambda: _apply(session, loaded, prune, now, actor))
 
 
-def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime) -> ApplyReport:
+def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime,
+           actor: str) -> ApplyReport:
     _lock_program_state(session)
     ids = [item.campaign.id for item in loaded]
     # Locked, so that a pause from the portal meanwhile is seen rather than overwritten.
@@ -87,18 +83,24 @@ def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime
         digest = spec_hash(spec)
         record = existing.get(campaign.id)
         if record is None:
+            status = status_at(campaign.starts_at, campaign.ends_at, now)
             session.add(CampaignRecord(
                 id=campaign.id, type=campaign.type, name=campaign.name, source=SOURCE_YAML,
                 spec=spec, spec_hash=digest, starts_at=campaign.starts_at,
-                ends_at=campaign.ends_at, created_at=now, updated_at=now,
-                status=status_at(campaign.starts_at, campaign.ends_at, now)))
+                ends_at=campaign.ends_at, created_at=now, updated_at=now, status=status))
+            record_audit(session, campaign.id, None, status, actor=actor,
+                         reason=f"created from {item.path}", now=now)
             session.add(CampaignUsage(campaign_id=campaign.id, spent=0, redemptions=0))
             report.created.append(campaign.id)
         elif record.spec_hash == digest and record.status != RETIRED:
             report.unchanged.append(campaign.id)
         else:
             _refuse_unit_change(session, record, campaign)
+            before = record.status
             _update(record, campaign, spec, digest, now)
+            if record.status != before:
+                record_audit(session, campaign.id, before, record.status, actor=actor,
+                             reason=f"updated from {item.path}", now=now)
             report.updated.append(campaign.id)
 
     if prune:
@@ -108,12 +110,14 @@ def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime
                    CampaignRecord.id.not_in(ids))
             .order_by(CampaignRecord.id))
         for record in stale:
+            record_audit(session, record.id, record.status, RETIRED, actor=actor,
+                         reason="no longer in the campaign files (--prune)", now=now)
             record.status = RETIRED
             record.updated_at = now
             report.retired.append(record.id)
 
     if report.changed:
-        _bump_revision(session)
+        bump_revision(session)
     session.flush()
     return report
 
@@ -150,25 +154,11 @@ def _update(record: CampaignRecord, campaign: Campaign, spec: dict, digest: str,
     record.updated_at = now
 
 
-def _ensure_program_state(session) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(ProgramState).values(id=1, campaigns_revision=0)
-                    .on_conflict_do_nothing(index_elements=["id"]))
-
-
 def _lock_program_state(session) -> None:
     """Lock the single ProgramState row (creating it if needed): another apply waits for
     this transaction instead of interleaving with it."""
-    _ensure_program_state(session)
+    ensure_program_state(session)
     session.execute(select(ProgramState.id).where(ProgramState.id == 1).with_for_update())
-
-
-def _bump_revision(session) -> None:
-    _ensure_program_state(session)
-    session.execute(update(ProgramState).where(ProgramState.id == 1)
-                    .values(campaigns_revision=ProgramState.campaigns_revision + 1)
-                    .execution_options(synchronize_session=False))
 
 
 def campaigns_revision() -> int:
@@ -202,32 +192,21 @@ def load_open_campaigns(*, registry, currency: str, default_timezone: str,
     return campaigns
 
 
-def sync_lifecycle(now: datetime) -> list[tuple[str, str, str]]:
-    """Open the scheduled campaigns whose time has come and close the ones whose time is up.
-
-    Each change is a guarded UPDATE (WHERE status = old), so a concurrent pause or another
-    process doing the same wins cleanly; returns (id, old, new) for the changes made here.
-    """
+def sync_lifecycle(now: datetime, *, actor: str = "scheduler") -> list[tuple[str, str, str]]:
+    """Open the scheduled campaigns whose time has come and close the ones whose time is up,
+    in one transaction; returns (id, old, new) for the changes made here (a campaign moved
+    meanwhile by another process is left alone)."""
     session = db.session
 
     def work():
-        due = session.execute(
-            select(CampaignRecord.id, CampaignRecord.status, CampaignRecord.ends_at)
-            .where(or_(and_(CampaignRecord.status == SCHEDULED, CampaignRecord.starts_at <= now),
-                       and_(CampaignRecord.status == OPEN, CampaignRecord.ends_at <= now)))
-            .order_by(CampaignRecord.id)).all()
         changes = []
-        for campaign_id, old, ends_at in due:
-            new = CLOSED if ends_at <= now else OPEN
-            result = session.execute(
-                update(CampaignRecord)
-                .where(CampaignRecord.id == campaign_id, CampaignRecord.status == old)
-                .values(status=new, updated_at=now)
-                .execution_options(synchronize_session=False))
-            if result.rowcount == 1:
-                changes.append((campaign_id, old, new))
+        for campaign_id, target in due_transitions(session, now):
+            done = transition(session, campaign_id, target, actor=actor,
+                              reason="schedule", now=now, bump=False)
+            if done is not None:
+                changes.append((campaign_id, done.from_status, done.to_status))
         if changes:
-            _bump_revision(session)
+            bump_revision(session)
         return changes
 
     return run_in_transaction(session, work)

@@ -74,6 +74,23 @@ class ProgramState(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     campaigns_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The highest scheduler lease token that has acted: a deposed leader, holding a lower
+    # token, finds it higher than its own and may not act (fencing).
+    scheduler_fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class CampaignAudit(db.Model):
+    """Every status change of a campaign: who, what, when and why. Append-only."""
+    __tablename__ = "campaign_audit"
+    __table_args__ = (Index("ix_campaign_audit_campaign_id_id", "campaign_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # None: created
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(120))  # "scheduler", "cli", "portal:<login>"
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class UserRecord(db.Model):

@@ -255,7 +255,7 @@ def test_failure_midway_writes_nothing(ctx, make, monkeypatch):
 
     def broken(session):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(campaign_store, "_bump_revision", broken)
+    monkeypatch.setattr(campaign_store, "bump_revision", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         apply_campaigns([make(name="renamed"), make("weekend-3x")], prune=True, now=DURING)
     assert statuses() == {"spring-dining": "scheduled"}
