@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, ClassVar, Mapping, Optional
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional
 
 from marshmallow import Schema
 
@@ -29,8 +29,7 @@ class UserState:
     daily_uses: Mapping[tuple[str, date], int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class EvaluationContext:
+class EvaluationContext(NamedTuple):
     event: Event
     user: UserState
     base_points: int  # what the payment earns before any campaign (0 for other events)

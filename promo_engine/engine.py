@@ -9,10 +9,9 @@ the order of the questions (priority, exclusivity, highest multiplier) in one pl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import ROUND_FLOOR, Decimal
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from .campaign import Campaign
@@ -29,15 +28,16 @@ class Gate(Protocol):
         """Take the reward from the campaign's budget and redemptions; False if it does not fit."""
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+_new = tuple.__new__  # builds the NamedTuples below without keyword handling (hot path)
+
+
+class Grant(NamedTuple):
     reward: Reward
     campaign: Campaign | None  # None for base points
     local_day: date | None  # the event's calendar day in the campaign's timezone
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     grants: tuple[Grant, ...]
     base_points: int
 
@@ -51,7 +51,7 @@ class CompiledCampaign:
 
     __slots__ = ("campaign", "id", "evaluate", "triggers", "starts_at", "ends_at", "zone",
                  "windows", "window_spans", "min_amount", "mcc", "channels", "attributes",
-                 "has_conditions", "per_user", "per_user_daily", "priority", "exclusive",
+                 "has_conditions", "user_limited", "per_user", "per_user_daily", "priority", "exclusive",
                  "sort_key", "budget_limit", "max_redemptions")
 
     def __init__(self, campaign: Campaign, evaluate: Evaluator, triggers: frozenset[str],
@@ -77,6 +77,7 @@ class CompiledCampaign:
                                or self.channels is not None or bool(self.attributes))
         self.per_user = campaign.limits.per_user
         self.per_user_daily = campaign.limits.per_user_daily
+        self.user_limited = self.per_user is not None or self.per_user_daily is not None
         self.max_redemptions = campaign.limits.max_redemptions
         budget = campaign.budget
         if budget is None:
@@ -96,6 +97,9 @@ class CompiledCampaign:
             return False
         if self.channels is not None and event.channel not in self.channels:
             return False
+        return self.attributes_hold(event)
+
+    def attributes_hold(self, event: Event) -> bool:
         for name, accepted in self.attributes:
             if name not in event.attributes or attribute_text(event.attributes[name]) not in accepted:
                 return False
@@ -214,7 +218,7 @@ class RulesEngine:
             return self._plain_decision(base)
         grants: list[Grant] = [self._base_grant(base)] if base else []
         self._apply(event, proposals, gate, grants)
-        return Decision(grants=tuple(grants), base_points=base)
+        return _new(Decision, (tuple(grants), base))
 
     # Most events earn only their base points, and building a Reward, a Grant and a
     # Decision costs more than evaluating a handful of campaigns; all three are frozen, so
@@ -242,36 +246,47 @@ class RulesEngine:
     def _proposals(self, event: Event, user: UserState, base: int):
         """Every (campaign, reward, local day) that matches, before limits shared with others."""
         proposals = []
-        occurred_at = event.occurred_at
-        # The event's local time in the zone last asked for: candidates nearly always share
-        # one zone, and astimezone costs more than the rest of a candidate's checks.
-        zone = local = None
+        append = proposals.append
+        occurred_at, amount = event.occurred_at, event.amount
+        # The event's local weekday, time and day per zone, worked out once per zone:
+        # astimezone costs more than the rest of a candidate's checks.
+        local_by_zone: dict = {}
         context = None  # built for the first campaign that gets as far as its evaluator
         for compiled in self.candidates(event):
             if not (compiled.starts_at <= occurred_at < compiled.ends_at):
                 continue
             # Conditions before windows (both are plain filters, so the order does not
-            # change the outcome): a campaign they reject needs no local time.
-            if compiled.has_conditions and not compiled.conditions_hold(event):
-                continue
-            if compiled.zone is not zone:
-                zone = compiled.zone
-                local = occurred_at.astimezone(zone)
+            # change the outcome): a campaign they reject needs no local time. The common
+            # ones are inlined: this loop runs for every candidate of every event.
+            if compiled.has_conditions:
+                if compiled.min_amount is not None and \
+                        (amount is None or amount < compiled.min_amount):
+                    continue
+                if compiled.mcc is not None and event.mcc not in compiled.mcc:
+                    continue
+                if compiled.channels is not None and event.channel not in compiled.channels:
+                    continue
+                if compiled.attributes and not compiled.attributes_hold(event):
+                    continue
+            local = local_by_zone.get(compiled.zone)
+            if local is None:
+                at = occurred_at.astimezone(compiled.zone)
+                local = local_by_zone[compiled.zone] = (at.weekday(), at.time(), at.date())
+            weekday, time_of_day, local_day = local
             if compiled.window_spans:
-                weekday, time_of_day = local.weekday(), local.time()
                 for days, start, end in compiled.window_spans:  # Window.contains, inlined
                     if weekday in days and start <= time_of_day and \
                             (end is None or time_of_day < end):
                         break
                 else:
                     continue
-            local_day = local.date()
-            if compiled.per_user is not None and \
-                    user.campaign_uses.get(compiled.id, 0) >= compiled.per_user:
-                continue
-            if compiled.per_user_daily is not None and \
-                    user.daily_uses.get((compiled.id, local_day), 0) >= compiled.per_user_daily:
-                continue
+            if compiled.user_limited:
+                if compiled.per_user is not None and \
+                        user.campaign_uses.get(compiled.id, 0) >= compiled.per_user:
+                    continue
+                if compiled.per_user_daily is not None and \
+                        user.daily_uses.get((compiled.id, local_day), 0) >= compiled.per_user_daily:
+                    continue
             if context is None:
                 context = EvaluationContext(event=event, user=user, base_points=base)
             try:
@@ -280,7 +295,7 @@ class RulesEngine:
                 self.on_error(compiled.campaign, exc)
                 continue
             if reward is not None:
-                proposals.append((compiled, reward, local_day))
+                append((compiled, reward, local_day))
         return proposals
 
     def _apply(self, event: Event, proposals, gate: Gate | None, grants: list[Grant]) -> None:
@@ -313,7 +328,7 @@ class RulesEngine:
                 winner = _settle_group(members, gate)
                 if winner is not None:  # else the group is still open to lower members
                     settled_groups.add(group)
-                    granted.append(winner)
+                    _insert_in_priority_order(granted, winner)
                     if winner[0].exclusive:
                         blocked_below = winner[0].priority
                 continue
@@ -322,13 +337,13 @@ class RulesEngine:
                 if payable <= 0:
                     continue
                 if reward.amount > payable:
-                    reward = Reward(kind=DISCOUNT, campaign_id=reward.campaign_id,
-                                    amount=payable, currency=reward.currency)
-            if gate is not None and not gate.reserve(compiled, reward, local_day):
-                continue
-            if reward.kind == DISCOUNT:
+                    reward = reward._replace(amount=payable)
+                if gate is not None and not gate.reserve(compiled, reward, local_day):
+                    continue
                 payable -= reward.amount
-            granted.append((compiled, Grant(reward, compiled.campaign, local_day)))
+            elif gate is not None and not gate.reserve(compiled, reward, local_day):
+                continue
+            granted.append((compiled, _new(Grant, (reward, compiled.campaign, local_day))))
             if compiled.exclusive:
                 blocked_below = compiled.priority
         for proposal in deferred:
@@ -340,10 +355,19 @@ class RulesEngine:
                        and (blocked_below is None or p[0].priority >= blocked_below)]
             winner = _settle_group(members, gate)
             if winner is not None:
-                granted.append(winner)
-        if len(granted) > 1:  # shown in priority order, however they were decided
-            granted.sort(key=lambda item: item[0].sort_key)
-        grants.extend(grant for _, grant in granted)
+                _insert_in_priority_order(granted, winner)
+        grants.extend([grant for _, grant in granted])
+
+
+def _insert_in_priority_order(granted: list, item) -> None:
+    """`granted` is in priority order but for group winners decided at the end; a few
+    items at most, so a scan beats sorting."""
+    key = item[0].sort_key
+    for position, (compiled, _) in enumerate(granted):
+        if key < compiled.sort_key:
+            granted.insert(position, item)
+            return
+    granted.append(item)
 
 
 def _settle_group(members, gate: Gate | None):
@@ -352,5 +376,5 @@ def _settle_group(members, gate: Gate | None):
         members = sorted(members, key=_by_rank)
     for member, reward, local_day in members:
         if gate is None or gate.reserve(member, reward, local_day):
-            return member, Grant(reward, member.campaign, local_day)
+            return member, _new(Grant, (reward, member.campaign, local_day))
     return None

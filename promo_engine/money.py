@@ -32,8 +32,15 @@ def minor_digits(currency: str) -> int:
         raise MoneyError(f"unknown currency {currency!r}") from None
 
 
+_QUANTA: dict[str, Decimal] = {code: Decimal(1).scaleb(-digits) for code, digits in MINOR_DIGITS.items()}
+
+
 def quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_digits(currency))
+    """The currency's smallest unit, e.g. Decimal('0.01') (looked up, not computed: hot path)."""
+    try:
+        return _QUANTA[currency]
+    except KeyError:
+        raise MoneyError(f"unknown currency {currency!r}") from None
 
 
 def round_half_up(value: Decimal, currency: str) -> Decimal:

@@ -1,8 +1,8 @@
 """What campaign types propose and what the engine decides: typed, money in Decimal."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 POINTS = "points"
 DISCOUNT = "discount"
@@ -11,12 +11,14 @@ VOUCHER = "voucher"
 MONEY_KINDS = frozenset({DISCOUNT, CASHBACK, VOUCHER})
 
 
-@dataclass(frozen=True, slots=True)
-class Reward:
+class Reward(NamedTuple):
     """One reward: `points` for kind points, otherwise `amount` + `currency`.
 
     `stacking_group`: at most one reward of a group is granted per event, the one with
     the highest `rank` (points multipliers do not compound).
+
+    A NamedTuple, not a frozen dataclass: it is built for every reward on the hot path and
+    costs a quarter as much to make, while being just as immutable.
     """
     kind: str
     campaign_id: str | None
@@ -33,15 +35,21 @@ class Reward:
 
     def budget_cost(self, minor_digits: int) -> int:
         """What the reward takes from a budget: points, or money in minor units."""
-        if self.is_money:
+        if self.kind in MONEY_KINDS:
             return int(self.amount.scaleb(minor_digits))
         return self.points
 
 
-def points_reward(points: int, campaign_id: str | None = None, **extra) -> Reward:
-    return Reward(kind=POINTS, campaign_id=campaign_id, points=points, **extra)
+_new = tuple.__new__  # skips NamedTuple's keyword handling: these two run for every reward
+_NO_RANK = Decimal(0)
 
 
-def money_reward(kind: str, amount: Decimal, currency: str, campaign_id: str | None,
-                 **extra) -> Reward:
-    return Reward(kind=kind, campaign_id=campaign_id, amount=amount, currency=currency, **extra)
+def points_reward(points: int, campaign_id: str | None = None, *,
+                  stacking_group: str | None = None, rank: Decimal = _NO_RANK) -> Reward:
+    return _new(Reward, (POINTS, campaign_id, points, None, None, None, stacking_group, rank))
+
+
+def money_reward(kind: str, amount: Decimal, currency: str, campaign_id: str | None, *,
+                 voucher_valid_days: int | None = None) -> Reward:
+    return _new(Reward, (kind, campaign_id, None, amount, currency, voucher_valid_days, None,
+                         _NO_RANK))

@@ -1,14 +1,14 @@
 """holiday_discount: a percentage or fixed amount off a payment."""
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import RAISE, Schema, ValidationError, validates_schema
 
 from ..campaign_type import CampaignType
 from ..event import PAYMENT
 from ..hookspecs import hookimpl
-from ..money import format_amount, round_half_up
+from ..money import format_amount, quantum
 from ..params import ExactDecimal, Money
 from ..rewards import DISCOUNT, money_reward
 
@@ -61,9 +61,10 @@ class HolidayDiscount(CampaignType):
 
         rate = params["percent"] / HUNDRED
         cap = params.get("max_discount")
+        cent = quantum(currency)
 
         def evaluate(ctx):
-            discount = round_half_up(ctx.event.amount * rate, currency)
+            discount = (ctx.event.amount * rate).quantize(cent, ROUND_HALF_UP)
             if cap is not None and discount > cap:
                 discount = cap
             if not discount:
