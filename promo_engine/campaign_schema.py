@@ -185,8 +185,8 @@ class MccCode(fields.Field):
         raise ValidationError('write the code as a quoted 4-digit string, e.g. "5812"')
 
 
-class UniqueList(fields.List):
-    """A non-empty list whose items may appear only once; the error names the repeat."""
+class NonEmptyList(fields.List):
+    """A list that must hold something: an empty one is a slip, not "none"."""
 
     def __init__(self, inner, *, empty_message: str, **kwargs):
         super().__init__(inner, **kwargs)
@@ -196,6 +196,14 @@ class UniqueList(fields.List):
         items = super()._deserialize(value, attr, data, **kwargs)
         if not items:
             raise ValidationError(self.empty_message)
+        return items
+
+
+class UniqueList(NonEmptyList):
+    """A non-empty list whose items may appear only once; the error names the repeat."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        items = super()._deserialize(value, attr, data, **kwargs)
         seen = set()
         errors = {}
         for index, (item, raw) in enumerate(zip(items, value)):
@@ -204,18 +212,6 @@ class UniqueList(fields.List):
             seen.add(item)
         if errors:
             raise ValidationError(errors)
-        return items
-
-
-class NonEmptyList(fields.List):
-    def __init__(self, inner, *, empty_message: str, **kwargs):
-        super().__init__(inner, **kwargs)
-        self.empty_message = empty_message
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        items = super()._deserialize(value, attr, data, **kwargs)
-        if not items:
-            raise ValidationError(self.empty_message)
         return items
 
 
