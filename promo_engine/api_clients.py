@@ -22,6 +22,7 @@ from flask import current_app
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .database import run_in_transaction
 from .extensions import db
 from .models import UTCDateTime, utcnow
 
@@ -68,20 +69,24 @@ def create_client(name: str) -> tuple[str, str]:
         raise ValueError("a client name is 1-200 characters")
     key_id = KEY_PREFIX + secrets.token_hex(16)
     secret = secrets.token_urlsafe(32)
-    db.session.add(ApiClient(key_id=key_id, name=name,
-                             secret_ciphertext=encrypt_secret(secret, _secret_key())))
-    db.session.commit()
+    ciphertext = encrypt_secret(secret, _secret_key())
+    run_in_transaction(db.session, lambda: db.session.add(
+        ApiClient(key_id=key_id, name=name, secret_ciphertext=ciphertext)))
     log.info("created API client %s (%s)", key_id, name)
     return key_id, secret
 
 
 def revoke_client(key_id: str) -> bool:
     """Revoke a client; False when there is no such active client."""
-    client = db.session.get(ApiClient, key_id)
-    if client is None or client.revoked_at is not None:
+    def revoke() -> bool:
+        client = db.session.get(ApiClient, key_id)
+        if client is None or client.revoked_at is not None:
+            return False
+        client.revoked_at = utcnow()
+        return True
+
+    if not run_in_transaction(db.session, revoke):
         return False
-    client.revoked_at = utcnow()
-    db.session.commit()
     secret_cache().forget(key_id)
     log.info("revoked API client %s", key_id)
     return True

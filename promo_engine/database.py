@@ -1,12 +1,14 @@
 """Engine options per backend, and running a write transaction with retries.
 
-SQLite: every write transaction starts with BEGIN IMMEDIATE, so concurrent writers
-(threads or processes) queue on the database lock instead of failing mid-transaction,
-and WAL lets readers go on meanwhile. PostgreSQL: READ COMMITTED with row locks and
+SQLite: write transactions (those run by `run_in_transaction`) start with BEGIN IMMEDIATE,
+so concurrent writers (threads or processes) queue on the database lock instead of
+failing mid-transaction; every other transaction is a deferred BEGIN, a WAL reader that
+never takes the write lock, so a read left open can never stall a writer. PostgreSQL: READ COMMITTED with row locks and
 guarded updates; a deadlock or serialization failure is retried as a whole.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from typing import Callable, TypeVar
@@ -20,6 +22,9 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 RETRYABLE_PG_CODES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+# Set while `run_in_transaction` runs its work: SQLite then begins with BEGIN IMMEDIATE.
+_WRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("promo_writing", default=False)
 
 
 def engine_options(database_url: str) -> dict:
@@ -47,7 +52,7 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _WRITING.get() else "BEGIN")
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -61,16 +66,26 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def run_in_transaction(session, work: Callable[[], T], attempts: int = 5) -> T:
-    """Run `work` and commit; on a retryable conflict roll back and run it again."""
-    for attempt in range(1, attempts + 1):
-        try:
-            result = work()
-            session.commit()
-            return result
-        except Exception as exc:
-            session.rollback()
-            if attempt == attempts or not is_retryable(exc):
-                raise
-            log.info("retrying transaction after %s (attempt %d)", type(exc).__name__, attempt)
-            time.sleep(0.01 * attempt)
+    """Run `work` in a write transaction of its own and commit; on a retryable conflict
+    roll back and run it again."""
+    current = session() if hasattr(session, "registry") else session  # a scoped_session
+    if current.in_transaction():
+        # A read the caller began (a lookup, say) ends here, so that the work starts a
+        # transaction of its own: on SQLite, one that holds the write lock from its start.
+        session.commit()
+    token = _WRITING.set(True)
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                result = work()
+                session.commit()
+                return result
+            except Exception as exc:
+                session.rollback()
+                if attempt == attempts or not is_retryable(exc):
+                    raise
+                log.info("retrying transaction after %s (attempt %d)", type(exc).__name__, attempt)
+                time.sleep(0.01 * attempt)
+    finally:
+        _WRITING.reset(token)
     raise AssertionError("unreachable")
