@@ -312,7 +312,7 @@ class RulesEngine:
         blocked_below = None  # priority of an exclusive campaign that applied
         settled_groups: set[str] = set()
         deferred = []  # group members waiting for the end
-        granted = []  # (compiled, grant), in the order decided
+        granted: list[Grant] = []  # in priority order, group winners inserted in place
         for proposal in proposals:
             compiled, reward, local_day = proposal
             if blocked_below is not None and compiled.priority < blocked_below:
@@ -328,7 +328,7 @@ class RulesEngine:
                 winner = _settle_group(members, gate)
                 if winner is not None:  # else the group is still open to lower members
                     settled_groups.add(group)
-                    _insert_in_priority_order(granted, winner)
+                    _insert_in_priority_order(granted, *winner)
                     if winner[0].exclusive:
                         blocked_below = winner[0].priority
                 continue
@@ -343,7 +343,7 @@ class RulesEngine:
                 payable -= reward.amount
             elif gate is not None and not gate.reserve(compiled, reward, local_day):
                 continue
-            granted.append((compiled, _new(Grant, (reward, compiled.campaign, local_day))))
+            granted.append(_new(Grant, (reward, compiled.campaign, local_day)))
             if compiled.exclusive:
                 blocked_below = compiled.priority
         for proposal in deferred:
@@ -355,19 +355,20 @@ class RulesEngine:
                        and (blocked_below is None or p[0].priority >= blocked_below)]
             winner = _settle_group(members, gate)
             if winner is not None:
-                _insert_in_priority_order(granted, winner)
-        grants.extend([grant for _, grant in granted])
+                _insert_in_priority_order(granted, *winner)
+        grants += granted
 
 
-def _insert_in_priority_order(granted: list, item) -> None:
-    """`granted` is in priority order but for group winners decided at the end; a few
-    items at most, so a scan beats sorting."""
-    key = item[0].sort_key
-    for position, (compiled, _) in enumerate(granted):
-        if key < compiled.sort_key:
-            granted.insert(position, item)
+def _insert_in_priority_order(granted: list[Grant], compiled: CompiledCampaign,
+                              grant: Grant) -> None:
+    """`granted` is in priority order but for group winners decided late; a few grants at
+    most, so a scan beats sorting."""
+    key = compiled.sort_key
+    for position, other in enumerate(granted):
+        if key < (-other.campaign.priority, other.campaign.id):
+            granted.insert(position, grant)
             return
-    granted.append(item)
+    granted.append(grant)
 
 
 def _settle_group(members, gate: Gate | None):
