@@ -8,8 +8,10 @@ guarded updates; a deadlock or serialization failure is retried as a whole.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -25,6 +27,21 @@ RETRYABLE_PG_CODES = {"40001", "40P01"}  # serialization failure, deadlock detec
 
 # Set while `run_in_transaction` runs its work: SQLite then begins with BEGIN IMMEDIATE.
 _WRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("promo_writing", default=False)
+
+# SQLite has one writer at a time. Threads of one process queue for it on a lock here, in
+# order, rather than in SQLite's busy handler, which sleeps and retries at growing
+# intervals and so gives long tails under load. Other processes still meet the busy handler.
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(session):
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    key = str(bind.url)
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
 
 
 def engine_options(database_url: str) -> dict:
@@ -75,17 +92,22 @@ def run_in_transaction(session, work: Callable[[], T], attempts: int = 5) -> T:
         session.commit()
     token = _WRITING.set(True)
     try:
-        for attempt in range(1, attempts + 1):
-            try:
-                result = work()
-                session.commit()
-                return result
-            except Exception as exc:
-                session.rollback()
-                if attempt == attempts or not is_retryable(exc):
-                    raise
-                log.info("retrying transaction after %s (attempt %d)", type(exc).__name__, attempt)
-                time.sleep(0.01 * attempt)
+        with _writer_lock(current):
+            return _attempt(session, work, attempts)
     finally:
         _WRITING.reset(token)
+
+
+def _attempt(session, work: Callable[[], T], attempts: int) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            result = work()
+            session.commit()
+            return result
+        except Exception as exc:
+            session.rollback()
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            log.info("retrying transaction after %s (attempt %d)", type(exc).__name__, attempt)
+            time.sleep(0.01 * attempt)
     raise AssertionError("unreachable")
