@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE_MODULES = ["promo_engine.engine", "promo_engine.campaign", "promo_engine.campaign_type",
+CORE_MODULES = ["promo_engine.engine", "promo_engine.campaign_views", "promo_engine.campaign", "promo_engine.campaign_type",
                 "promo_engine.event", "promo_engine.rewards", "promo_engine.money",
                 "promo_engine.params", "promo_engine.registry", "promo_engine.hookspecs",
                 "promo_engine.plugins.first_activation_bonus",

@@ -64,7 +64,9 @@ def test_responses_conform_to_the_description(app, openapi):
                  lambda: wallet.event(**refund("r1", "p1", "8.88")),
                  lambda: wallet.post("/v1/quote", {k: v for k, v in payment("x", "10.00").items()
                                                    if k != "event_id"}),
-                 lambda: wallet.get("/v1/users/u_1/points?limit=1")):
+                 lambda: wallet.get("/v1/users/u_1/points?limit=1"),
+                 lambda: wallet.get("/v1/campaigns"),
+                 lambda: wallet.get("/v1/campaigns?merchant_id=m_100")):
         response = send()
         assert response.status_code in (200, 201), response.get_data(as_text=True)
         conforms(openapi, response, wallet.last_body)
@@ -77,6 +79,8 @@ def test_responses_conform_to_the_description(app, openapi):
     (lambda w: w.post("/v1/events", json.dumps(payment("p3", "1.00")), content_type="text/csv"), 415),
     (lambda w: w.event(**refund("r9", "missing", "1.00")), 422),
     (lambda w: w.get("/v1/users/u_1/points?limit=0"), 422),
+    (lambda w: w.get("/v1/campaigns?merchant_id=m%20100"), 422),
+    (lambda w: w.get("/v1/campaigns?merchant=m_100"), 422),
 ])
 def test_error_responses_conform_to_the_description(app, openapi, make, status):
     wallet = new_wallet_client(app)
@@ -91,3 +95,37 @@ def test_unsigned_request_gets_described_401(app, openapi):
     response = app.test_client().post("/v1/events", data=body, content_type="application/json")
     assert response.status_code == 401
     conforms(openapi, response, body, request_too=False)
+
+
+def test_open_campaigns_conform_to_the_description(app, openapi):
+    """Both kinds of campaign the fixture installs: a discount (every merchant, no
+    windows) and a voucher bonus; nulls and empty lists included."""
+    response = new_wallet_client(app).get("/v1/campaigns")
+    assert [c["id"] for c in response.get_json()["campaigns"]] == ["dining", "welcome"]
+    conforms(openapi, response)
+
+
+def test_campaigns_with_windows_and_conditions_conform_to_the_description(app, openapi, tmp_path):
+    install_campaigns(app, f"""
+id: lunch
+type: holiday_discount
+merchants: [m_100]
+{OPEN_RANGE}windows:
+  - days: [sat, sun]
+    from: "11:00"
+    to: "00:00"
+conditions:
+  min_amount: "50.00"
+  mcc: ["5812"]
+  channels: [qr]
+params: {{percent: 15, max_discount: "30.00"}}
+""", tmp_path, name="lunch.yaml")
+    response = new_wallet_client(app).get("/v1/campaigns?merchant_id=m_100")
+    assert [c["id"] for c in response.get_json()["campaigns"]] == ["dining", "lunch", "welcome"]
+    conforms(openapi, response)
+
+
+def test_unsigned_campaigns_request_gets_described_401(app, openapi):
+    response = app.test_client().get("/v1/campaigns")
+    assert response.status_code == 401
+    conforms(openapi, response, request_too=False)

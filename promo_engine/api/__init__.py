@@ -4,4 +4,4 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 # Each module registers its routes and hooks on `bp`.
-from . import auth, errors, events, ops, openapi  # noqa: E402,F401
+from . import auth, campaigns, errors, events, ops, openapi  # noqa: E402,F401

@@ -7,7 +7,8 @@ from flask import current_app, jsonify
 
 from .. import __version__
 from . import bp
-from .schemas import (ErrorSchema, EventRequestSchema, QuoteRequestSchema, EventResponseSchema, PointsResponseSchema,
+from .schemas import (CampaignsResponseSchema, ErrorSchema, EventRequestSchema,
+                      EventResponseSchema, PointsResponseSchema, QuoteRequestSchema,
                       QuoteResponseSchema)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
@@ -39,6 +40,7 @@ def build_spec(event_types, currency: str) -> dict:
     spec.components.schema("EventResponse", schema=EventResponseSchema)
     spec.components.schema("QuoteResponse", schema=QuoteResponseSchema)
     spec.components.schema("PointsResponse", schema=PointsResponseSchema)
+    spec.components.schema("CampaignsResponse", schema=CampaignsResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     json_of = lambda ref: {"application/json": {"schema": ref}}  # noqa: E731
 
@@ -72,6 +74,17 @@ def build_spec(event_types, currency: str) -> dict:
              "schema": {"type": "string"}}],
         "responses": {"200": {"description": "balance and entries",
                               "content": json_of("PointsResponse")},
+                      **_errors(401, 422, 503)}}})
+    spec.path(path="/v1/campaigns", operations={"get": {
+        "summary": "The open campaigns, for the wallet to show (no budget internals)",
+        "security": SIGNED,
+        "parameters": [
+            {"name": "merchant_id", "in": "query", "required": False,
+             "description": "only the campaigns that apply at this merchant (bank-wide ones "
+                            "included)",
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}}],
+        "responses": {"200": {"description": "open campaigns, highest priority first",
+                              "content": json_of("CampaignsResponse")},
                       **_errors(401, 422, 503)}}})
     spec.path(path="/v1/openapi.json", operations={"get": {
         "summary": "This description (no signature needed)",

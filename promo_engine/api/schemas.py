@@ -229,6 +229,59 @@ class PointsResponseSchema(Schema):
     next_cursor = fields.String(allow_none=True, required=True)
 
 
+class CampaignWindowSchema(Schema):
+    days = fields.List(fields.String(validate=validate.OneOf(
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])), required=True,
+        metadata={"description": "the weekdays of the window, Monday first"})
+    from_ = fields.String(data_key="from", required=True, validate=validate.Regexp(
+        r"^\d{2}:\d{2}(:\d{2})?$"), metadata={"description": "local time of day, inclusive",
+                                               "example": "11:00"})
+    to = fields.String(required=True, validate=validate.Regexp(r"^\d{2}:\d{2}(:\d{2})?$"),
+                       metadata={"description": "local time of day, exclusive; \"24:00\" is "
+                                                "the end of the day", "example": "14:00"})
+
+
+class CampaignConditionsSchema(Schema):
+    min_amount = fields.String(required=True, allow_none=True,
+                               metadata={"description": "the least payment that qualifies, "
+                                                        "with exactly the currency's minor "
+                                                        "digits; null: any amount",
+                                         "example": "50.00"})
+    mcc = fields.List(fields.String(), required=True, allow_none=True,
+                      metadata={"description": "merchant category codes that qualify; "
+                                               "null: any"})
+    channels = fields.List(fields.String(), required=True, allow_none=True,
+                           metadata={"description": "payment channels that qualify; null: any"})
+
+
+class CampaignViewSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True, metadata={"description": "for people"})
+    type = fields.String(required=True, metadata={"description": "the campaign type"})
+    summary = fields.String(required=True, metadata={
+        "description": "the reward in one line, from the campaign type",
+        "example": "15% off, at most 30.00 CNY"})
+    merchants = fields.List(fields.String(), required=True, allow_none=True,
+                            metadata={"description": "where it applies; null: every merchant"})
+    timezone = fields.String(required=True, metadata={"description": "IANA time zone of the "
+                                                                     "times below"})
+    starts_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
+                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
+    ends_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
+                                              "offset"})
+    windows = fields.List(fields.Nested(CampaignWindowSchema), required=True, metadata={
+        "description": "recurring local times inside starts_at..ends_at when it applies; "
+                       "empty: all the time"})
+    conditions = fields.Nested(CampaignConditionsSchema, required=True)
+
+
+class CampaignsResponseSchema(Schema):
+    campaigns = fields.List(fields.Nested(CampaignViewSchema), required=True, metadata={
+        "description": "open campaigns, highest priority first, then by id"})
+
+
 class ErrorDetailSchema(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)

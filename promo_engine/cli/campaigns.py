@@ -1,17 +1,26 @@
-"""`promo-engine campaigns validate|apply`: campaign YAML files checked, then stored."""
+"""`promo-engine campaigns ...`: campaign YAML files checked and stored, and the stored
+campaigns listed, paused, resumed and their history shown.
+
+Every change made here is audited with the operator's login as `cli:<login>`.
+"""
 from __future__ import annotations
 
+import getpass
+import json
 import os
 import sys
+from contextlib import contextmanager
 
 import click
 
 from . import main
 
+APPLY_HINT = "promo-engine campaigns apply campaigns/"
+
 
 @main.group()
 def campaigns() -> None:
-    """Check campaign YAML files and apply them to the database."""
+    """Check, apply, list, pause and resume campaigns."""
 
 
 @campaigns.command()
@@ -79,7 +88,8 @@ def apply(paths: tuple[str, ...], dry_run: bool, prune: bool) -> None:
                 else:
                     if not dry_run:
                         upgrade(settings.database_url)
-                    report = apply_campaigns(result.campaigns, prune=prune, dry_run=dry_run)
+                    report = apply_campaigns(result.campaigns, prune=prune, dry_run=dry_run,
+                                             now=_clock(), actor=operator())
             finally:
                 db.session.remove()
                 db.engine.dispose()
@@ -128,3 +138,270 @@ def _schema_exists(database_url: str, engine) -> bool:
         if not path or path == ":memory:" or not os.path.exists(path):
             return False  # connecting would create the file
     return inspect(engine).has_table("campaigns")
+
+
+# --- steering: list, pause, resume, history ---------------------------------------------------
+
+class Refused(Exception):
+    """A steering command that cannot be carried out; the message says why."""
+
+
+def operator() -> str:
+    """The audit actor for this command line: `cli:<login>`, or `cli` when the login
+    cannot be told (no such user in a container, say)."""
+    try:
+        login = getpass.getuser().strip()
+    except Exception:  # OSError, KeyError: getpass gives no single type for "unknown"
+        login = ""
+    return f"cli:{login[:100]}" if login else "cli"
+
+
+def _clock():
+    from ..models import utcnow
+    return utcnow()
+
+
+@contextmanager
+def _database(settings):
+    """An app context on DATABASE_URL, or None when that database holds no campaigns schema
+    yet (nothing has been applied; an absent SQLite file is not created)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from .. import schema
+    from ..app import create_app
+    from ..extensions import db
+    from ..registry import build_registry
+    from .db import fail_unreachable
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and (
+            not url.database or url.database == ":memory:" or not os.path.exists(url.database)):
+        yield None
+        return
+    try:
+        current = schema.current_revision(settings.database_url)
+    except OperationalError as exc:
+        fail_unreachable(settings.database_url, exc)
+    if current is None:
+        yield None
+        return
+    if current != schema.head_revision():
+        click.echo(f"promo-engine: the database {schema.describe_url(settings.database_url)} "
+                   f"is at schema revision {current}; run `promo-engine db upgrade` first",
+                   err=True)
+        sys.exit(1)
+    app = create_app(settings, registry=build_registry())
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"promo-engine: {message}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def _database_errors():
+    from sqlalchemy.exc import SQLAlchemyError
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        _fail(f"database error: {reason}")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in [headers, *rows]]
+
+
+@campaigns.command("list")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["scheduled", "open", "paused", "closed", "retired"]),
+              help="Only campaigns in this status (may be given more than once).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def list_command(statuses: tuple[str, ...], as_json: bool) -> None:
+    """List the campaigns by id: type, status, local window, budget used / left and
+    redemptions."""
+    from sqlalchemy import select
+
+    from ..campaign_views import (budget_text, budget_use, max_redemptions, redemptions_text,
+                                  rfc3339_local, window_text)
+    from ..config import Settings
+    from ..extensions import db
+    from ..models import CampaignRecord, CampaignUsage
+
+    settings = Settings.from_env()
+    rows = []
+    with _database_errors(), _database(settings) as app:
+        if app is not None:
+            query = (select(CampaignRecord, CampaignUsage)
+                     .outerjoin(CampaignUsage, CampaignUsage.campaign_id == CampaignRecord.id)
+                     .order_by(CampaignRecord.id))
+            if statuses:
+                query = query.where(CampaignRecord.status.in_(statuses))
+            rows = db.session.execute(query).all()
+
+    if as_json:
+        listed = []
+        for record, usage in rows:
+            zone = record.spec.get("timezone", settings.timezone)
+            use = budget_use(record.spec, usage.spent if usage else 0, settings.currency)
+            listed.append({
+                "id": record.id, "name": record.name, "type": record.type,
+                "status": record.status, "source": record.source, "timezone": zone,
+                "starts_at": rfc3339_local(record.starts_at, zone),
+                "ends_at": rfc3339_local(record.ends_at, zone),
+                "budget": use.as_json() if use is not None else None,
+                "redemptions": usage.redemptions if usage else 0,
+                "max_redemptions": max_redemptions(record.spec)})
+        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(f"no {' or '.join(statuses)} campaigns" if statuses
+                   else f"no campaigns yet: {APPLY_HINT}")
+        return
+    table = []
+    for record, usage in rows:
+        zone = record.spec.get("timezone", settings.timezone)
+        spent, redemptions = (usage.spent, usage.redemptions) if usage else (0, 0)
+        table.append([record.id, record.type, record.status,
+                      window_text(record.starts_at, record.ends_at, zone),
+                      budget_text(budget_use(record.spec, spent, settings.currency)),
+                      redemptions_text(redemptions, max_redemptions(record.spec))])
+    for line in _table(["ID", "TYPE", "STATUS", "WINDOW", "BUDGET USED / LEFT", "REDEMPTIONS"],
+                       table):
+        click.echo(line)
+
+
+def _reason(ctx, param, value):
+    value = (value or "").strip()
+    if param.required and not value:
+        raise click.BadParameter("must not be empty: say why, for the audit log")
+    return value
+
+
+@campaigns.command()
+@click.argument("campaign_id", metavar="ID")
+@click.option("--reason", required=True, callback=_reason,
+              help="Why, for the audit log (required).")
+def pause(campaign_id: str, reason: str) -> None:
+    """Stop a scheduled or open campaign from giving rewards (within about a second on
+    running servers) until it is resumed."""
+    from ..lifecycle import PAUSED, transition
+
+    def act(session, now):
+        return transition(session, campaign_id, PAUSED, actor=operator(), reason=reason,
+                          now=now)
+
+    done, _ = _steer(campaign_id, act, "pause")
+    click.echo(f"paused {campaign_id} (was {done.from_status})")
+
+
+@campaigns.command()
+@click.argument("campaign_id", metavar="ID")
+@click.option("--reason", default="", callback=_reason, help="Why, for the audit log.")
+def resume(campaign_id: str, reason: str) -> None:
+    """Undo a pause: the campaign goes back to where its dates put it now (open,
+    scheduled or closed)."""
+    from ..campaign_views import local_text
+    from ..lifecycle import CLOSED, SCHEDULED, resume as resume_campaign
+
+    def act(session, now):
+        return resume_campaign(session, campaign_id, actor=operator(), reason=reason, now=now)
+
+    done, (starts_at, ends_at, zone) = _steer(campaign_id, act, "resume")
+    note = {SCHEDULED: f": opens {local_text(starts_at, zone)} {zone}",
+            CLOSED: f": ended {local_text(ends_at, zone)} {zone}"}.get(done.to_status, "")
+    click.echo(f"resumed {campaign_id} (now {done.to_status}{note})")
+
+
+def _steer(campaign_id: str, act, verb: str):  # verb: "pause" or "resume"
+    """Run `act(session, now)` (a lifecycle transition) in one transaction; exit 1 with the
+    reason when it changes nothing. Returns the transition and the campaign's
+    (starts_at, ends_at, timezone)."""
+    from sqlalchemy import select
+
+    from ..config import Settings
+    from ..database import run_in_transaction
+    from ..extensions import db
+    from ..lifecycle import PAUSED, ensure_program_state
+    from ..models import CampaignRecord, ProgramState
+
+    settings = Settings.from_env()
+    with _database_errors(), _database(settings) as app:
+        if app is None:
+            _fail(f"no campaign {campaign_id}: nothing has been applied yet ({APPLY_HINT})")
+        session, now = db.session, _clock()
+
+        def work():
+            # The program state row first, as apply and the scheduler take their locks.
+            ensure_program_state(session)
+            session.execute(select(ProgramState.id).where(ProgramState.id == 1)
+                            .with_for_update())
+            done = act(session, now)
+            row = session.execute(
+                select(CampaignRecord.status, CampaignRecord.starts_at, CampaignRecord.ends_at,
+                       CampaignRecord.spec).where(CampaignRecord.id == campaign_id)).first()
+            if row is None:
+                raise Refused(f"no campaign {campaign_id}; `promo-engine campaigns list` "
+                              "shows them")
+            if done is None:
+                if verb == "pause":
+                    raise Refused(f"campaign {campaign_id} is already paused"
+                                  if row.status == PAUSED else
+                                  f"campaign {campaign_id} is {row.status}; only scheduled or "
+                                  "open campaigns can be paused")
+                raise Refused(f"campaign {campaign_id} is {row.status}; only paused campaigns "
+                              "can be resumed")
+            return done, (row.starts_at, row.ends_at,
+                          row.spec.get("timezone", settings.timezone))
+
+        try:
+            return run_in_transaction(session, work)
+        except Refused as exc:
+            _fail(str(exc))
+
+
+@campaigns.command()
+@click.argument("campaign_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def history(campaign_id: str, as_json: bool) -> None:
+    """Every status change of a campaign, oldest first: when (in the campaign's time
+    zone), from and to, who, and why."""
+    from sqlalchemy import select
+
+    from ..campaign_views import NOTHING, local_time, rfc3339_local
+    from ..config import Settings
+    from ..extensions import db
+    from ..models import CampaignAudit, CampaignRecord
+
+    settings = Settings.from_env()
+    with _database_errors(), _database(settings) as app:
+        if app is None:
+            _fail(f"no campaign {campaign_id}: nothing has been applied yet ({APPLY_HINT})")
+        record = db.session.get(CampaignRecord, campaign_id)
+        if record is None:
+            _fail(f"no campaign {campaign_id}; `promo-engine campaigns list` shows them")
+        zone = record.spec.get("timezone", settings.timezone)
+        audit = db.session.scalars(select(CampaignAudit)
+                                   .where(CampaignAudit.campaign_id == campaign_id)
+                                   .order_by(CampaignAudit.id)).all()
+
+    if as_json:
+        click.echo(json.dumps([{"at": rfc3339_local(row.at, zone), "from": row.from_status,
+                                "to": row.to_status, "actor": row.actor, "reason": row.reason}
+                               for row in audit], indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{campaign_id}: times in {zone}")
+    rows = [[local_time(row.at, zone).strftime("%Y-%m-%d %H:%M:%S"),
+             f"{row.from_status or NOTHING} → {row.to_status}", row.actor,
+             row.reason or NOTHING] for row in audit]
+    for line in _table(["AT", "CHANGE", "ACTOR", "REASON"], rows):
+        click.echo(line)
