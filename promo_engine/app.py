@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
     service.on_engine_loaded = lambda engine: app_metrics.open_campaigns.set(len(engine))
     app.extensions["promo"] = service
     app.register_blueprint(api_bp)
+    from merchant_portal import init_portal
+    init_portal(app)
     return app
 
 

@@ -19,8 +19,8 @@ from .campaign_files import LoadedCampaign
 from .campaign_schema import load_campaign, spec_hash
 from .database import run_in_transaction
 from .extensions import db
-from .lifecycle import (OPEN, PAUSED, RETIRED, bump_revision, due_transitions,
-                        ensure_program_state, record_audit, status_at, transition)
+from .lifecycle import (OPEN, PAUSED, RETIRED, bump_revision,
+                        ensure_program_state, record_audit, status_at)
 from .models import CampaignRecord, CampaignUsage, ProgramState, utcnow
 
 log = logging.getLogger(__name__)
@@ -190,23 +190,3 @@ def load_open_campaigns(*, registry, currency: str, default_timezone: str,
             continue
         campaigns.append(campaign)
     return campaigns
-
-
-def sync_lifecycle(now: datetime, *, actor: str = "scheduler") -> list[tuple[str, str, str]]:
-    """Open the scheduled campaigns whose time has come and close the ones whose time is up,
-    in one transaction; returns (id, old, new) for the changes made here (a campaign moved
-    meanwhile by another process is left alone)."""
-    session = db.session
-
-    def work():
-        changes = []
-        for campaign_id, target in due_transitions(session, now):
-            done = transition(session, campaign_id, target, actor=actor,
-                              reason="schedule", now=now, bump=False)
-            if done is not None:
-                changes.append((campaign_id, done.from_status, done.to_status))
-        if changes:
-            bump_revision(session)
-        return changes
-
-    return run_in_transaction(session, work)

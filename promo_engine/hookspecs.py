@@ -15,3 +15,13 @@ def promo_campaign_types():
 @hookspec
 def promo_event_types():
     """Return a list of extra event type names the API should accept (besides the built-ins)."""
+
+
+@hookspec
+def promo_campaign_opened(campaign, at):
+    """The scheduler opened `campaign` (a `Campaign`) at `at` (aware UTC); once, after commit."""
+
+
+@hookspec
+def promo_campaign_closed(campaign, at):
+    """The scheduler closed `campaign` (a `Campaign`) at `at` (aware UTC); once, after commit."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import CampaignAudit, CampaignRecord, ProgramState
@@ -121,15 +121,46 @@ def resume(session, campaign_id: str, *, actor: str, reason: str, now: datetime)
                       may_leave=(PAUSED,))
 
 
-def due_transitions(session, now: datetime) -> list[tuple[str, str]]:
-    """(campaign id, target status) for every campaign whose schedule has moved past it:
-    scheduled ones whose start has come open (or close, if their end has passed too),
-    open ones whose end has come close."""
-    rows = session.execute(
-        select(CampaignRecord.id, CampaignRecord.status, CampaignRecord.starts_at,
-               CampaignRecord.ends_at)
-        .where(or_(and_(CampaignRecord.status == SCHEDULED, CampaignRecord.starts_at <= now),
-                   and_(CampaignRecord.status == OPEN, CampaignRecord.ends_at <= now)))
-        .order_by(CampaignRecord.id)).all()
-    return [(campaign_id, status_at(starts_at, ends_at, now))
-            for campaign_id, _status, starts_at, ends_at in rows]
+def lock_program_state(session) -> None:
+    """Lock the ProgramState row first (creating it if needed), as `check_fence` does, so
+    that unfenced schedule transactions take their locks in the same order as fenced ones."""
+    ensure_program_state(session)
+    session.execute(select(ProgramState.id).where(ProgramState.id == 1).with_for_update())
+
+
+def advance_schedule(session, now: datetime, *, campaign_ids=None, actor: str = "scheduler",
+                     reason: str = "schedule") -> list[Transition]:
+    """Make every transition the schedule calls for at `now`, for `campaign_ids` (or all).
+
+    Scheduled campaigns whose start has come open (or close, if their end has passed too),
+    open ones whose end has come close; paused, closed and retired ones are left alone.
+    Each move is one guarded UPDATE that re-checks status and times in the database, so a
+    stale caller (a job planned before the campaign was edited or paused) and a duplicate
+    run change nothing. Audits every move, bumps the revision once if anything moved, and
+    does not commit. Returns the transitions made, in (from, to, id) order."""
+    moves = (
+        (SCHEDULED, OPEN, and_(CampaignRecord.starts_at <= now, CampaignRecord.ends_at > now)),
+        (SCHEDULED, CLOSED, CampaignRecord.ends_at <= now),
+        (OPEN, CLOSED, CampaignRecord.ends_at <= now),
+    )
+    ids = None if campaign_ids is None else sorted(set(campaign_ids))
+    if ids == []:
+        return []
+    made: list[Transition] = []
+    for from_status, to_status, due in moves:
+        statement = update(CampaignRecord).where(CampaignRecord.status == from_status, due)
+        if ids is not None:
+            statement = statement.where(CampaignRecord.id.in_(ids))
+        moved = session.execute(statement.values(status=to_status, updated_at=now)
+                                .returning(CampaignRecord.id)
+                                .execution_options(synchronize_session=False)).scalars().all()
+        made.extend(Transition(campaign_id, from_status, to_status, now)
+                    for campaign_id in sorted(moved))
+    if made:
+        # One multi-row INSERT for the audit rows (a midnight may open thousands at once).
+        session.execute(insert(CampaignAudit), [
+            {"campaign_id": t.campaign_id, "from_status": t.from_status,
+             "to_status": t.to_status, "actor": actor, "reason": reason, "at": now}
+            for t in made])
+        bump_revision(session)
+    return made

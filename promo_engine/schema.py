@@ -24,6 +24,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MODEL_MODULES = (
     "promo_engine.models",
     "promo_engine.api_clients",
+    "merchant_portal.models",
 )
 
 # pg_advisory_xact_lock key: the bytes "promomig" as a signed 64-bit integer.

@@ -64,10 +64,6 @@ class PromoService:
     def _refresh(self) -> None:
         from . import campaign_store
         from .extensions import db
-        # Until the lifecycle scheduler lands, every worker moves campaigns between
-        # scheduled/open/closed itself; the guarded updates make that idempotent.
-        campaign_store.sync_lifecycle(self.clock())
-        db.session.commit()
         revision = campaign_store.campaigns_revision()
         if revision != self._revision or self._engine is None:
             campaigns = campaign_store.load_open_campaigns(

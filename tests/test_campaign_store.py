@@ -12,8 +12,7 @@ from promo_engine import campaign_store
 from promo_engine.campaign_files import LoadedCampaign
 from promo_engine.campaign_schema import canonical_spec, load_campaign, spec_hash
 from promo_engine.campaign_store import (ApplyError, ApplyReport, apply_campaigns,
-                                         campaigns_revision, load_open_campaigns,
-                                         sync_lifecycle)
+                                         campaigns_revision, load_open_campaigns)
 from promo_engine.extensions import db
 from promo_engine.models import CampaignRecord, CampaignUsage, ProgramState
 from promo_engine.registry import Registry, build_registry, get_plugin_manager
@@ -300,33 +299,6 @@ def test_open_campaign_whose_spec_no_longer_loads_is_skipped(ctx, make, registry
 
 
 # --- lifecycle ------------------------------------------------------------------------------
-
-def test_sync_lifecycle_opens_and_closes_on_time(ctx, make):
-    apply_campaigns([make(), make("early", starts_at="2027-01-15T00:00:00",
-                                  ends_at="2027-02-01T00:00:00"),
-                     make("later", starts_at="2027-06-01T00:00:00",
-                          ends_at="2027-07-01T00:00:00")], now=BEFORE)
-    assert sync_lifecycle(STARTS) == [("early", "scheduled", "closed"),
-                                      ("spring-dining", "scheduled", "open")]
-    assert sync_lifecycle(ENDS) == [("spring-dining", "open", "closed")]
-    assert statuses() == {"spring-dining": "closed", "early": "closed", "later": "scheduled"}
-    assert record("spring-dining").updated_at == ENDS
-    assert campaigns_revision() == 3
-
-
-def test_sync_lifecycle_without_changes_keeps_the_revision(ctx, make):
-    apply_campaigns([make()], now=BEFORE)
-    assert sync_lifecycle(BEFORE) == []
-    assert campaigns_revision() == 1
-
-
-def test_sync_lifecycle_leaves_paused_and_retired_alone(ctx, make):
-    apply_campaigns([make(), make("weekend-3x")], now=BEFORE)
-    set_status("spring-dining", "paused")
-    set_status("weekend-3x", "retired")
-    assert sync_lifecycle(AFTER) == []
-    assert statuses() == {"spring-dining": "paused", "weekend-3x": "retired"}
-
 
 def test_type_or_budget_unit_of_a_used_campaign_cannot_change(app, tmp_path):
     from promo_engine.campaign_store import ApplyError

@@ -40,7 +40,8 @@ def titled_blocks() -> list[tuple[str, str]]:
 
 
 def test_there_are_hooks_to_check():
-    assert hook_names() == ["promo_campaign_types", "promo_event_types"]
+    assert hook_names() == ["promo_campaign_closed", "promo_campaign_opened",
+                            "promo_campaign_types", "promo_event_types"]
 
 
 @pytest.mark.parametrize("hook", hook_names())

@@ -1,14 +1,28 @@
-"""`promo-engine serve`: migrate, then serve the app with gunicorn (a production server)."""
+"""`promo-engine serve`: migrate, then serve the app with gunicorn (a production server),
+and run the campaign scheduler beside it.
+
+The scheduler is one child process for the whole server, however many workers there are:
+a fresh interpreter (`promo-engine scheduler --embedded`), not a fork of the master, so it
+shares no database connections or threads with anyone. The master starts it once it is
+listening, starts it again if it dies, and stops it with the workers. Without REDIS_URL it
+acts alone; with REDIS_URL it competes for the leader lease like any `promo-engine
+scheduler`, so servers and schedulers on several hosts act exactly once between them.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from .. import metrics as promo_metrics
 from ..config import Settings
@@ -18,15 +32,111 @@ from .db import upgrade_or_exit
 THREADS_PER_WORKER = 8
 GRACEFUL_TIMEOUT_SECONDS = 30
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+SCHEDULER_STOP_SECONDS = 15
+SCHEDULER_RESTART_SECONDS = (1, 30)  # first and longest wait before starting it again
+
+
+class SchedulerProcess:
+    """The server's campaign scheduler, a child process watched by the master."""
+
+    def __init__(self, log):
+        self.log = log
+        self.process: subprocess.Popen | None = None
+        self.stopping = False
+        self.started_at = 0.0
+        self.restart_at = 0.0
+        self.backoff = SCHEDULER_RESTART_SECONDS[0]
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != promo_metrics.MULTIPROC_ENV}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "promo_engine.cli", "scheduler", "--embedded"], env=env)
+        self.started_at = time.monotonic()
+        self.log.info("Started the campaign scheduler (pid: %s)", self.process.pid)
+
+    def poll(self) -> None:
+        """Reap it if it has exited (before gunicorn's waitpid(-1) takes it as a stranger)."""
+        if self.process is not None and self.process.poll() is not None:
+            code, pid = self.process.returncode, self.process.pid
+            self.process = None
+            if self.stopping:
+                return
+            if time.monotonic() - self.started_at > 60:
+                self.backoff = SCHEDULER_RESTART_SECONDS[0]
+            self.restart_at = time.monotonic() + self.backoff
+            self.log.error("The campaign scheduler (pid: %s) exited with %s; starting it "
+                           "again in %s s", pid, code, self.backoff)
+            self.backoff = min(self.backoff * 2, SCHEDULER_RESTART_SECONDS[1])
+
+    def supervise(self) -> None:
+        self.poll()
+        if self.process is None and not self.stopping and time.monotonic() >= self.restart_at:
+            self.start()
+
+    def terminate(self) -> None:
+        self.stopping = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(SCHEDULER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.log.error("The campaign scheduler did not stop in %s s; killing it",
+                           SCHEDULER_STOP_SECONDS)
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+class PromoArbiter(Arbiter):
+    """gunicorn's master, which also keeps the campaign scheduler running."""
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.scheduler = SchedulerProcess(self.log) if app.run_scheduler else None
+
+    def start(self):
+        super().start()
+        if self.scheduler is not None:
+            self.scheduler.start()
+
+    def manage_workers(self):
+        super().manage_workers()
+        if self.scheduler is not None:
+            self.scheduler.supervise()
+
+    def reap_workers(self):
+        if self.scheduler is not None:
+            self.scheduler.poll()
+        super().reap_workers()
+
+    def stop(self, graceful=True):
+        if self.scheduler is not None:
+            self.scheduler.terminate()  # in parallel with the workers' graceful stop
+        super().stop(graceful)
+        if self.scheduler is not None:
+            self.scheduler.wait()
 
 
 class PromoServer(BaseApplication):
     """gunicorn with its configuration given in code; each worker builds its own app."""
 
-    def __init__(self, settings: Settings, options: dict):
+    def __init__(self, settings: Settings, options: dict, *, run_scheduler: bool = True):
         self.settings = settings
         self.options = options
+        self.run_scheduler = run_scheduler
         super().__init__(prog="promo-engine serve")
+
+    def run(self):
+        try:
+            PromoArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -61,8 +171,12 @@ def _child_exit(server, worker) -> None:
 @click.option("--threads", default=THREADS_PER_WORKER, show_default=True,
               type=click.IntRange(1, 256), help="Threads per worker.")
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
-def serve_command(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
-    """Serve the API (creating or migrating the schema first)."""
+@click.option("--scheduler/--no-scheduler", "run_scheduler", default=True, show_default=True,
+              help="Run the campaign scheduler beside the workers; --no-scheduler when "
+                   "`promo-engine scheduler` runs elsewhere.")
+def serve_command(host: str, port: int, workers: int, threads: int, access_log: bool,
+                  run_scheduler: bool) -> None:
+    """Serve the API and run the campaign scheduler (creating or migrating the schema first)."""
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -91,7 +205,7 @@ def serve_command(host: str, port: int, workers: int, threads: int, access_log: 
         "control_socket_disable": True,
     }
     try:
-        PromoServer(settings, options).run()
+        PromoServer(settings, options, run_scheduler=run_scheduler).run()
     finally:
         if owned:
             shutil.rmtree(metrics_dir, ignore_errors=True)

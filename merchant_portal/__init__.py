@@ -1,0 +1,45 @@
+"""The merchant portal: a Flask blueprint at /portal/ where merchants draft offers and the
+bank approves them. `init_portal(app)` binds its extensions and registers it."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from flask import Blueprint, Flask
+
+from .extensions import babel, csrf, limiter
+
+bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+DEVELOPMENT_ENVS = ("development", "dev")
+
+
+def is_development(app: Flask) -> bool:
+    return app.debug or os.environ.get("PROMO_ENV", "").lower() in DEVELOPMENT_ENVS
+
+
+def init_portal(app: Flask) -> None:
+    from . import i18n
+    settings = app.config["PROMO_SETTINGS"]
+    # The session cookie is the portal's alone (the API signs requests instead).
+    app.config.update(
+        SESSION_COOKIE_NAME="promo_portal", SESSION_COOKIE_PATH="/portal",
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config.get("PORTAL_SECURE_COOKIES", not is_development(app)),
+        PERMANENT_SESSION_LIFETIME=app.config.get("PORTAL_SESSION_LIFETIME", timedelta(hours=8)))
+    # CSRF is checked by the portal blueprint itself (every POST under /portal); the
+    # HMAC-signed API has no cookies and so no CSRF to defend against.
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url or "memory://")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.config.setdefault("PORTAL_LOGIN_LIMIT", "5 per minute")
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES",
+                          os.path.join(os.path.dirname(__file__), "translations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    from . import errors, views  # noqa: F401  (routes and handlers on `bp`)
+    app.register_blueprint(bp)

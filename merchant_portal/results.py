@@ -1,0 +1,114 @@
+"""An offer's results: SQL aggregates over its rewards, per campaign-local day.
+
+A reward counts as a redemption unless refunds have reversed all of it; cost is the money
+granted (discount, cashback, vouchers) net of reversals, points the points granted net of
+reversals. Days are the campaign-local day each reward was granted on (`local_day`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import pygal
+from pygal.style import Style
+from sqlalchemy import case, distinct, func, select
+
+from promo_engine.extensions import db
+from promo_engine.models import RewardRecord
+
+
+@dataclass(frozen=True)
+class DayResult:
+    day: date
+    redemptions: int
+    customers: int
+    cost_minor: int
+    points: int
+
+
+@dataclass(frozen=True)
+class Results:
+    redemptions: int
+    customers: int
+    cost_minor: int
+    points: int
+    days: list[DayResult]
+
+
+EMPTY = Results(0, 0, 0, 0, [])
+
+
+def _net_rows(campaign_id: str):
+    """Each granted reward of the campaign with what refunds left of it (net)."""
+    reversed_ = (select(RewardRecord.reverses_id.label("reward_pk"),
+                        func.sum(func.coalesce(RewardRecord.amount_minor, 0)).label("back_money"),
+                        func.sum(func.coalesce(RewardRecord.points, 0)).label("back_points"))
+                 .where(RewardRecord.campaign_id == campaign_id,
+                        RewardRecord.reverses_id.is_not(None))
+                 .group_by(RewardRecord.reverses_id).subquery())
+    money = (func.coalesce(RewardRecord.amount_minor, 0)
+             + func.coalesce(reversed_.c.back_money, 0))
+    points = func.coalesce(RewardRecord.points, 0) + func.coalesce(reversed_.c.back_points, 0)
+    return (select(RewardRecord.local_day.label("day"), RewardRecord.user_id.label("user_id"),
+                   money.label("money"), points.label("points"))
+            .select_from(RewardRecord)
+            .outerjoin(reversed_, reversed_.c.reward_pk == RewardRecord.id)
+            .where(RewardRecord.campaign_id == campaign_id, RewardRecord.reverses_id.is_(None))
+            .subquery())
+
+
+def results_for(campaign_id: str | None) -> Results:
+    if campaign_id is None:
+        return EMPTY
+    net = _net_rows(campaign_id)
+    counts = net.c.money + net.c.points != 0
+    redeemed_user = case((counts, net.c.user_id), else_=None)
+    columns = (func.coalesce(func.sum(case((counts, 1), else_=0)), 0),
+               func.count(distinct(redeemed_user)),
+               func.coalesce(func.sum(net.c.money), 0),
+               func.coalesce(func.sum(net.c.points), 0))
+    total = db.session.execute(select(*columns)).one()
+    days = db.session.execute(select(net.c.day, *columns).group_by(net.c.day)
+                              .order_by(net.c.day)).all()
+    return Results(
+        redemptions=int(total[0]), customers=int(total[1]), cost_minor=int(total[2]),
+        points=int(total[3]),
+        days=[DayResult(day, int(r), int(c), int(m), int(p)) for day, r, c, m, p in days
+              if day is not None])
+
+
+CHART_STYLE = Style(background="transparent", plot_background="transparent",
+                    foreground="#334155", foreground_strong="#0f172a",
+                    foreground_subtle="#cbd5e1", colors=("#2563eb", "#16a34a"),
+                    font_family="system-ui, -apple-system, 'Segoe UI', sans-serif")
+
+
+def chart_svg(results: Results, *, title: str, redemptions_label: str,
+              customers_label: str, empty_label: str) -> str:
+    """The per-day chart as inline SVG (pygal, rendered here: no script, no CDN)."""
+    chart = pygal.Bar(style=CHART_STYLE, js=[], height=320, width=800, legend_at_bottom=True,
+                      show_y_guides=True, x_label_rotation=30, print_values=False,
+                      disable_xml_declaration=True, no_data_text=empty_label,
+                      explicit_size=False, margin=16, title=title)
+    chart.x_labels = [day.day.isoformat() for day in results.days]
+    chart.add(redemptions_label, [day.redemptions for day in results.days])
+    chart.add(customers_label, [day.customers for day in results.days])
+    # pygal embeds its tooltip script's config; no script is shipped (nor allowed by the
+    # portal's CSP), so the chart is plain SVG.
+    return SCRIPT.sub("", chart.render(is_unicode=True))
+
+
+SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>|<script\b[^>]*/>", re.S)
+
+
+def csv_text(results: Results, format_minor) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["day", "redemptions", "customers", "cost", "points"])
+    for day in results.days:
+        writer.writerow([day.day.isoformat(), day.redemptions, day.customers,
+                         format_minor(day.cost_minor), day.points])
+    return out.getvalue()

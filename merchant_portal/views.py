@@ -1,0 +1,412 @@
+"""The portal's pages. Merchant views reach offers only through `scoping`; every POST is
+checked for its CSRF token before any view runs."""
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from flask import (Response, abort, current_app, flash, redirect, render_template, request,
+                   session, url_for)
+from flask_babel import gettext as _
+from markupsafe import Markup
+from sqlalchemy import select
+
+from promo_engine import money
+from promo_engine.app import promo_service
+from promo_engine.extensions import db
+from promo_engine.lifecycle import PAUSED
+from promo_engine.models import CampaignRecord, CampaignUsage
+
+from . import bp, i18n
+from .accounts import authenticate, end_sessions
+from .auth import current_user, end_session, login_required, safe_next, start_session
+from .extensions import csrf, limiter
+from .forms import (LoginForm, OfferForm, ReasonForm, RejectForm,
+                    document_from_form, errors_by_field, form_data_from_document)
+from .models import (ADMIN, APPROVED, DRAFT, MERCHANT, OFFER_STATES, PENDING, REJECTED,
+                     Merchant, MerchantOffer)
+from .offers import (PAUSABLE, OfferRefused, approve_offer, create_offer,
+                     duplicate_offer, live_campaign, pause_campaign, reject_offer,
+                     resume_campaign, submit_offer, update_offer)
+from .results import chart_svg, csv_text, results_for
+from .scoping import offer_or_404, offers_for, own_offer_or_404
+
+
+@bp.before_request
+def protect_forms():
+    if request.method == "POST":
+        csrf.protect()
+
+
+@bp.after_request
+def security_headers(response):
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'")
+    if request.endpoint != "portal.static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    response.vary.add("Accept-Language")
+    return response
+
+
+@bp.app_context_processor
+def portal_globals():
+    if not request.blueprint == "portal":
+        return {}
+    return {"current_user": current_user(), "html_lang": i18n.html_lang(),
+            "language": i18n.language(),
+            "format_money": i18n.format_money, "format_number": i18n.format_number,
+            "format_local": i18n.format_local, "state_label": state_label,
+            "status_label": status_label, "type_label": type_label}
+
+
+def state_label(state: str) -> str:
+    return {DRAFT: _("draft"), PENDING: _("pending"), APPROVED: _("approved"),
+            REJECTED: _("rejected")}.get(state, state)
+
+
+def status_label(status: str) -> str:
+    return {"scheduled": _("scheduled"), "open": _("open"), "paused": _("paused"),
+            "closed": _("closed"), "retired": _("retired")}.get(status, status)
+
+
+def type_label(kind: str) -> str:
+    return {"holiday_discount": _("Holiday discount"),
+            "points_multiplier": _("Points multiplier"),
+            "first_activation_bonus": _("First activation bonus")}.get(kind, kind)
+
+
+def _settings():
+    return promo_service().settings
+
+
+# --- session ----------------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    user = current_user()
+    if user is None:
+        return redirect(url_for("portal.login"))
+    return redirect(url_for("portal.admin_campaigns" if user.is_admin else "portal.offers"))
+
+
+def _login_failed(response) -> bool:
+    return response.status_code != 302
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["PORTAL_LOGIN_LIMIT"], methods=["POST"],
+               deduct_when=_login_failed)
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(form.email.data, form.password.data)
+        if user is not None:
+            start_session(user)
+            flash(_("Welcome, %(email)s.", email=user.email), "success")
+            target = safe_next(request.args.get("next"))
+            return redirect(target or url_for("portal.index"))
+        flash(_("Email or password is incorrect."), "error")
+        return render_template("login.html", form=form), 401
+    if request.method == "GET" and current_user() is not None:
+        return redirect(url_for("portal.index"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    user = current_user()
+    if user is not None:
+        end_sessions(user.id)
+    end_session()
+    flash(_("You are signed out."), "success")
+    return redirect(url_for("portal.login"))
+
+
+@bp.get("/lang/<code>")
+def switch_language(code: str):
+    if code not in i18n.LANGUAGES:
+        abort(404)
+    session["lang"] = code
+    back = safe_next(request.referrer and _same_site_path(request.referrer))
+    return redirect(back or url_for("portal.index"))
+
+
+def _same_site_path(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# --- merchant: offers ------------------------------------------------------------------------
+
+def _budget(spec: dict, campaign_id: str | None, currency: str) -> dict:
+    """Budget, used and left, as display strings (or None without a budget)."""
+    budget = spec.get("budget") or {}
+    usage = db.session.get(CampaignUsage, campaign_id) if campaign_id else None
+    spent = usage.spent if usage else 0
+    if "amount" in budget:
+        total = money.to_minor(Decimal(str(budget["amount"])), currency)
+        return {"total": i18n.format_money(total, currency, minor=True),
+                "used": i18n.format_money(spent, currency, minor=True),
+                "left": i18n.format_money(max(total - spent, 0), currency, minor=True),
+                "percent": min(100, round(100 * spent / total)) if total else 0,
+                "total_minor": total, "used_minor": spent}
+    if "points" in budget:
+        total = int(budget["points"])
+        return {"total": _("%(number)s points", number=i18n.format_number(total)),
+                "used": i18n.format_number(spent),
+                "left": _("%(number)s points", number=i18n.format_number(max(total - spent, 0))),
+                "percent": min(100, round(100 * spent / total)) if total else 0,
+                "total_minor": total, "used_minor": spent}
+    return {"total": None, "used": i18n.format_money(spent, currency, minor=True)
+            if spent else None, "left": None, "percent": 0}
+
+
+def _view_of(offer: MerchantOffer, currency: str) -> dict:
+    campaign = live_campaign(offer)
+    spec = campaign.spec if campaign is not None else offer.spec
+    return {"offer": offer, "campaign": campaign, "currency": currency,
+            "budget": _budget(spec, offer.campaign_id, currency)}
+
+
+@bp.get("/offers")
+@login_required(MERCHANT)
+def offers(user):
+    currency = _settings().currency
+    rows = db.session.scalars(offers_for(user).order_by(MerchantOffer.id.desc())).all()
+    merchant = db.session.get(Merchant, user.merchant_id)
+    return render_template("offers/list.html", rows=[_view_of(o, currency) for o in rows],
+                           merchant=merchant)
+
+
+def _offer_form(**kwargs) -> OfferForm:
+    return OfferForm(default_timezone=_settings().timezone, **kwargs)
+
+
+@bp.route("/offers/new", methods=["GET", "POST"])
+@login_required(MERCHANT)
+def new_offer(user):
+    form = _offer_form()
+    field_errors, general = {}, []
+    if request.method == "POST" and form.validate():
+        offer, problems = create_offer(user, lambda campaign_id: document_from_form(
+            form, campaign_id=campaign_id, merchant_id=user.merchant_id))
+        if offer is not None:
+            flash(_("Offer saved as a draft. Send it for approval when it is ready."),
+                  "success")
+            return redirect(url_for("portal.offer", offer_id=offer.id))
+        field_errors, general = errors_by_field(problems.pairs)
+    status = 422 if request.method == "POST" else 200
+    return render_template("offers/form.html", form=form, offer=None, errors=field_errors,
+                           general_errors=general), status
+
+
+@bp.get("/offers/<int:offer_id>")
+@login_required()
+def offer(user, offer_id: int):
+    found = offer_or_404(user, offer_id)
+    view = _view_of(found, _settings().currency)
+    return render_template("offers/detail.html", **view)
+
+
+@bp.route("/offers/<int:offer_id>/edit", methods=["GET", "POST"])
+@login_required(MERCHANT)
+def edit_offer(user, offer_id: int):
+    found = own_offer_or_404(user, offer_id)
+    if request.method == "GET":
+        form = _offer_form(data=form_data_from_document(found.spec))
+    else:
+        form = _offer_form()
+    field_errors, general = {}, []
+    if request.method == "POST" and form.validate():
+        document = document_from_form(form, campaign_id=found.spec["id"],
+                                      merchant_id=user.merchant_id)
+        problems = update_offer(found, document)
+        if problems is None:
+            flash(_("Changes saved. The offer is a draft again: send it for approval."),
+                  "success")
+            return redirect(url_for("portal.offer", offer_id=found.id))
+        field_errors, general = errors_by_field(problems.pairs)
+    status = 422 if request.method == "POST" else 200
+    return render_template("offers/form.html", form=form, offer=found, errors=field_errors,
+                           general_errors=general), status
+
+
+def _act(offer_id: int, action, success: str):
+    try:
+        action()
+    except OfferRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(success, "success")
+    return redirect(url_for("portal.offer", offer_id=offer_id))
+
+
+@bp.post("/offers/<int:offer_id>/submit")
+@login_required(MERCHANT)
+def submit(user, offer_id: int):
+    found = own_offer_or_404(user, offer_id)
+    return _act(found.id, lambda: submit_offer(user, found),
+                _("Sent for approval. The bank will review it."))
+
+
+@bp.post("/offers/<int:offer_id>/pause")
+@login_required(MERCHANT)
+def pause(user, offer_id: int):
+    found = own_offer_or_404(user, offer_id)
+    if found.campaign_id is None:
+        flash(_("Only an approved offer can be paused."), "error")
+        return redirect(url_for("portal.offer", offer_id=found.id))
+    form = ReasonForm()
+    reason = (form.reason.data or "").strip() or "paused by the merchant"
+    return _act(found.id, lambda: pause_campaign(user, found.campaign_id, reason),
+                _("Offer paused. It gives no rewards until you resume it."))
+
+
+@bp.post("/offers/<int:offer_id>/resume")
+@login_required(MERCHANT)
+def resume(user, offer_id: int):
+    found = own_offer_or_404(user, offer_id)
+    if found.campaign_id is None:
+        flash(_("Only a paused offer can be resumed."), "error")
+        return redirect(url_for("portal.offer", offer_id=found.id))
+    return _act(found.id, lambda: resume_campaign(user, found.campaign_id),
+                _("Offer resumed."))
+
+
+@bp.post("/offers/<int:offer_id>/duplicate")
+@login_required(MERCHANT)
+def duplicate(user, offer_id: int):
+    found = own_offer_or_404(user, offer_id)
+    copy = duplicate_offer(user, found)
+    flash(_("Copied as a new draft. Adjust it and send it for approval."), "success")
+    return redirect(url_for("portal.edit_offer", offer_id=copy.id))
+
+
+# --- results ---------------------------------------------------------------------------------
+
+@bp.get("/offers/<int:offer_id>/results")
+@login_required()
+def results(user, offer_id: int):
+    found = offer_or_404(user, offer_id)
+    currency = _settings().currency
+    figures = results_for(found.campaign_id)
+    svg = chart_svg(figures, title=_("Redemptions per day"),
+                    redemptions_label=_("Redemptions"), customers_label=_("Customers"),
+                    empty_label=_("No redemptions yet"))
+    return render_template("offers/results.html", **_view_of(found, currency), figures=figures,
+                           chart=Markup(svg))
+
+
+@bp.get("/offers/<int:offer_id>/results.csv")
+@login_required()
+def results_csv(user, offer_id: int):
+    found = offer_or_404(user, offer_id)
+    currency = _settings().currency
+    text = csv_text(results_for(found.campaign_id),
+                    lambda minor: money.format_amount(Decimal(minor).scaleb(
+                        -money.minor_digits(currency)), currency))
+    filename = f"{found.spec.get('id', found.id)}-results.csv"
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# --- bank admin ------------------------------------------------------------------------------
+
+@bp.get("/admin/campaigns")
+@login_required(ADMIN)
+def admin_campaigns(user):
+    campaigns = db.session.scalars(select(CampaignRecord)
+                                   .order_by(CampaignRecord.source.desc(), CampaignRecord.id)).all()
+    offer_ids = dict(db.session.execute(
+        select(MerchantOffer.campaign_id, MerchantOffer.id)
+        .where(MerchantOffer.campaign_id.is_not(None))).all())
+    pending = db.session.scalar(select(db.func.count()).select_from(MerchantOffer)
+                                .where(MerchantOffer.state == PENDING))
+    return render_template("admin/campaigns.html", campaigns=campaigns, offer_ids=offer_ids,
+                           pending=pending, pausable=PAUSABLE, paused=PAUSED,
+                           reason_form=ReasonForm())
+
+
+@bp.get("/admin/offers")
+@login_required(ADMIN)
+def admin_offers(user):
+    state = request.args.get("state", PENDING)
+    query = offers_for(user).order_by(MerchantOffer.submitted_at.desc(), MerchantOffer.id.desc())
+    if state in OFFER_STATES:
+        query = query.where(MerchantOffer.state == state)
+    else:
+        state = "all"
+    rows = db.session.scalars(query).all()
+    merchants = {m.id: m for m in db.session.scalars(select(Merchant))}
+    return render_template("admin/offers.html", rows=rows, state=state, states=OFFER_STATES,
+                           merchants=merchants, reject_form=RejectForm())
+
+
+@bp.post("/admin/offers/<int:offer_id>/approve")
+@login_required(ADMIN)
+def admin_approve(user, offer_id: int):
+    found = offer_or_404(user, offer_id)
+    try:
+        campaign_id = approve_offer(user, found.id)
+    except OfferRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(_("Approved: campaign %(id)s is live on its schedule.", id=campaign_id),
+              "success")
+    return redirect(url_for("portal.admin_offers", state=PENDING))
+
+
+@bp.post("/admin/offers/<int:offer_id>/reject")
+@login_required(ADMIN)
+def admin_reject(user, offer_id: int):
+    found = offer_or_404(user, offer_id)
+    form = RejectForm()
+    if not form.validate():
+        flash(_("Give a reason for the rejection: the merchant will see it."), "error")
+        return redirect(url_for("portal.admin_offers", state=PENDING)), 303
+    try:
+        reject_offer(user, found.id, form.reason.data)
+    except OfferRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(_("Rejected. The merchant sees your reason."), "success")
+    return redirect(url_for("portal.admin_offers", state=PENDING))
+
+
+@bp.post("/admin/campaigns/<campaign_id>/pause")
+@login_required(ADMIN)
+def admin_pause(user, campaign_id: str):
+    if db.session.get(CampaignRecord, campaign_id) is None:
+        abort(404)
+    form = ReasonForm()
+    reason = (form.reason.data or "").strip() or "paused by the bank"
+    try:
+        pause_campaign(user, campaign_id, reason)
+    except OfferRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(_("Campaign %(id)s paused.", id=campaign_id), "success")
+    return redirect(url_for("portal.admin_campaigns"))
+
+
+@bp.post("/admin/campaigns/<campaign_id>/resume")
+@login_required(ADMIN)
+def admin_resume(user, campaign_id: str):
+    if db.session.get(CampaignRecord, campaign_id) is None:
+        abort(404)
+    try:
+        resume_campaign(user, campaign_id)
+    except OfferRefused as exc:
+        flash(str(exc), "error")
+    else:
+        flash(_("Campaign %(id)s resumed.", id=campaign_id), "success")
+    return redirect(url_for("portal.admin_campaigns"))
+

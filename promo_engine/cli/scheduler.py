@@ -1,0 +1,85 @@
+"""`promo-engine scheduler`: the campaign scheduler alone, until SIGTERM or SIGINT."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from .. import schema
+from ..config import Settings
+from ..scheduler import LEASE_KEY_ENV, LEASE_MS_ENV, LeaseSettings
+from . import main
+from .db import fail_unreachable
+
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+PARENT_CHECK_SECONDS = 0.5
+
+
+@main.command("scheduler", epilog=f"""\b
+Environment: DATABASE_URL, REDIS_URL (required), and optionally
+  {LEASE_MS_ENV}  lease time to live in ms (default 5000): a dead
+      leader's successor takes over within about this long
+  {LEASE_KEY_ENV}  Redis key of the lease (default
+      promo-engine:scheduler:leader); give each program its own""")
+@click.option("--embedded", is_flag=True, hidden=True,
+              help="Started by `promo-engine serve`: without Redis, act alone; stop when "
+                   "the server stops.")
+def scheduler_command(embedded: bool) -> None:
+    """Open and close campaigns on schedule. Run as many as you like (on several hosts):
+    through a lease in Redis exactly one acts at a time, and another takes over when it dies."""
+    settings = Settings.from_env()
+    lease_settings = LeaseSettings.from_env()
+    if not settings.redis_url and not embedded:
+        click.echo("promo-engine: scheduler: REDIS_URL is not set. Several schedulers "
+                   "coordinate through Redis; without Redis run `promo-engine serve`, which "
+                   "runs the single scheduler itself.", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job otherwise
+    if not embedded:
+        _require_current_schema(settings.database_url)
+
+    from ..app import create_app
+    from ..registry import build_registry, get_plugin_manager
+    from ..scheduler import CampaignScheduler, redis_lease
+    pm = get_plugin_manager()
+    app = create_app(settings, registry=build_registry(pm))
+    lease = redis_lease(settings.redis_url, lease_settings) if settings.redis_url else None
+    scheduler = CampaignScheduler(app, pm=pm, lease=lease)
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    parent = os.getppid()
+    how = (f"competing for the lease {lease_settings.key} ({lease_settings.ttl_ms} ms) as "
+           f"{lease.owner}" if lease is not None else "acting alone (no REDIS_URL)")
+    click.echo(f"promo-engine: scheduler started, {how}", err=True)
+    scheduler.start()
+    try:
+        while not stop.wait(PARENT_CHECK_SECONDS):
+            if embedded and os.getppid() != parent:  # the server died without stopping us
+                click.echo("promo-engine: scheduler: the server is gone; stopping", err=True)
+                break
+    finally:
+        scheduler.stop()
+        with app.app_context():
+            from ..extensions import db
+            db.engine.dispose()
+    click.echo("promo-engine: scheduler stopped", err=True)
+
+
+def _require_current_schema(database_url: str) -> None:
+    try:
+        current = schema.current_revision(database_url)
+    except OperationalError as exc:
+        fail_unreachable(database_url, exc)
+    if current != schema.head_revision():
+        click.echo(f"promo-engine: the database {schema.describe_url(database_url)} is at "
+                   f"schema revision {current or 'none'}; run `promo-engine db upgrade` first",
+                   err=True)
+        sys.exit(1)
