@@ -30,9 +30,8 @@ def _pg_admin_engine():
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture
-def postgres_url():
-    """A PostgreSQL database of this test's own, dropped afterwards."""
+def _create_postgres_database() -> tuple[str, str]:
+    """A new, empty PostgreSQL database: (its name, its URL); skips or fails when unreachable."""
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
     name = f"promo_test_{uuid.uuid4().hex[:12]}"
@@ -41,13 +40,66 @@ def postgres_url():
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
-        admin.dispose()
         service_missing("PostgreSQL", exc.orig)
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
+    finally:
+        admin.dispose()
+    return name, f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    from sqlalchemy import text
+    admin = _pg_admin_engine()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL database of this test's own, dropped afterwards."""
+    name, url = _create_postgres_database()
+    yield url
+    _drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def shared_postgres_url():
+    """One migrated PostgreSQL database for a whole module (creating one per test costs
+    about 1 s); `reused_schema_url` empties it before each test."""
+    from promo_engine.schema import upgrade
+    name, url = _create_postgres_database()
+    upgrade(url)
+    yield url
+    _drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite database, copied for each test (migrating costs about 0.25 s)."""
+    from promo_engine.schema import upgrade
+    path = tmp_path_factory.mktemp("template") / "promo.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def reused_schema_url(request, tmp_path) -> str:
+    """For a module's `database_url` fixture parametrized over sqlite/postgresql: an empty,
+    migrated database per test, made from one schema per module instead of migrating anew."""
+    if request.param == "sqlite":
+        import shutil
+        path = tmp_path / "promo.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("shared_postgres_url")
+    from sqlalchemy import create_engine, text
+
+    from promo_engine.schema import target_metadata
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(target_metadata().sorted_tables):
+            conn.execute(text(f'DELETE FROM "{table.name}"'))
+    engine.dispose()
+    return url
 
 
 @pytest.fixture

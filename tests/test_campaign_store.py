@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from conftest import reused_schema_url
 from promo_engine import campaign_store
 from promo_engine.campaign_files import LoadedCampaign
 from promo_engine.campaign_schema import canonical_spec, load_campaign, spec_hash
@@ -31,57 +32,10 @@ def registry():
     return build_registry(get_plugin_manager(load_entry_points=False))
 
 
-@pytest.fixture(scope="module")
-def shared_postgres_url():
-    """One PostgreSQL database for this module (creating one per test costs ~1 s)."""
-    import uuid
-
-    from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
-
-    from conftest import PG_ADMIN_URL, _pg_admin_engine, service_missing
-    name = f"promo_test_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        service_missing("PostgreSQL", exc.orig)
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    from promo_engine.schema import upgrade
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory):
-    """An SQLite database with the schema, copied for each test (creating it costs ~0.25 s)."""
-    from promo_engine.schema import upgrade
-    path = tmp_path_factory.mktemp("template") / "promo.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """Every test on SQLite and on PostgreSQL, each on an empty schema."""
-    if request.param == "sqlite":
-        import shutil
-        path = tmp_path / "promo.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url = request.getfixturevalue("shared_postgres_url")
-    from sqlalchemy import create_engine, text
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for table in ("campaign_usage", "campaigns", "program_state"):
-            conn.execute(text(f"DELETE FROM {table}"))
-    engine.dispose()
-    return url
+    return reused_schema_url(request, tmp_path)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from conftest import reused_schema_url
 from promo_engine import hookimpl
 from promo_engine.campaign import Campaign
 from promo_engine.campaign_files import LoadedCampaign
@@ -35,56 +36,10 @@ BERLIN, NEW_YORK, SHANGHAI = "Europe/Berlin", "America/New_York", "Asia/Shanghai
 
 # --- databases: SQLite per test, one PostgreSQL database per module emptied per test ------
 
-@pytest.fixture(scope="module")
-def shared_postgres_url():
-    import uuid
-
-    from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
-
-    from conftest import PG_ADMIN_URL, _pg_admin_engine, service_missing
-    from promo_engine.schema import upgrade
-    name = f"promo_test_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        service_missing("PostgreSQL", exc.orig)
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory):
-    from promo_engine.schema import upgrade
-    path = tmp_path_factory.mktemp("template") / "promo.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        import shutil
-        path = tmp_path / "promo.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url = request.getfixturevalue("shared_postgres_url")
-    from sqlalchemy import create_engine, text
-
-    from promo_engine.schema import target_metadata
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for table in reversed(target_metadata().sorted_tables):
-            conn.execute(text(f'DELETE FROM "{table.name}"'))
-    engine.dispose()
-    return url
+    """Every test on SQLite and on PostgreSQL, each on an empty schema."""
+    return reused_schema_url(request, tmp_path)
 
 
 # --- helpers ------------------------------------------------------------------------------
