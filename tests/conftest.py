@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from promo_engine.config import Settings
 PG_ADMIN_URL = os.environ.get("PROMO_TEST_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("PROMO_REQUIRE_SERVICES") == "1"
+TEST_REDIS_URL = "redis://127.0.0.1:6379/0"  # tests keep to their own key prefixes
 
 
 def service_missing(what: str, why: object):
@@ -126,17 +128,39 @@ def settings(database_url):
     return make_settings(database_url)
 
 
-@pytest.fixture
-def app(settings):
+@contextmanager
+def running_app(settings, registry=None):
+    """A migrated database and an app on it (with `registry`, e.g. extra plugins, if given)."""
     from promo_engine.app import create_app
+    from promo_engine.extensions import db
     from promo_engine.schema import upgrade
     upgrade(settings.database_url)
-    app = create_app(settings, test_config={"TESTING": True})
-    yield app
-    with app.app_context():
-        from promo_engine.extensions import db
-        db.session.remove()
-        db.engine.dispose()
+    app = create_app(settings, test_config={"TESTING": True}, registry=registry)
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(settings):
+    with running_app(settings) as app:
+        yield app
+
+
+@pytest.fixture
+def redis_client():
+    """A Redis client for tests that use their own key prefix; skips or fails without Redis."""
+    import redis
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing("Redis", exc)
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
 from marshmallow import RAISE, Schema
 
+from conftest import running_app
 from promo_engine import hookimpl
 from promo_engine.campaign_type import CampaignType
 from promo_engine.event import PAYMENT
@@ -251,25 +251,10 @@ class CannotSummarisePlugin:
         return [CannotSummarise()]
 
 
-@contextmanager
-def app_with(settings, registry):
-    from promo_engine.app import create_app
-    from promo_engine.extensions import db
-    from promo_engine.schema import upgrade
-    upgrade(settings.database_url)
-    app = create_app(settings, test_config={"TESTING": True}, registry=registry)
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
 def test_a_summary_that_raises_shows_the_type_name_instead(settings, tmp_path, caplog):
     pm = get_plugin_manager(load_entry_points=False)
     pm.register(CannotSummarisePlugin(), name="cannot-summarise")
-    with app_with(settings, build_registry(pm)) as app:
+    with running_app(settings, build_registry(pm)) as app:
         install_campaigns(app, f"id: odd\ntype: cannot_summarise\n{OPEN_RANGE}params: {{}}\n",
                           tmp_path)
         response = new_wallet_client(app).get("/v1/campaigns")

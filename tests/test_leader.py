@@ -10,25 +10,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import service_missing
+from conftest import TEST_REDIS_URL
 from promo_engine.leader import LeaseKeeper, RedisLease
 
 pytestmark = pytest.mark.services
 
 UTC = timezone.utc
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_client():
-    import redis
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    yield client
-    client.close()
+REDIS_URL = TEST_REDIS_URL
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from marshmallow import RAISE, Schema, validate
 
+from conftest import running_app
 from promo_engine import hookimpl
 from promo_engine.campaign_type import CampaignType
 from promo_engine.params import StrictInteger
@@ -64,22 +64,6 @@ def installed_plugin(plugin_site):
     sys.path.remove(str(plugin_site))
     sys.modules.pop(MODULE, None)
     importlib.invalidate_caches()
-
-
-@contextmanager
-def running_app(settings, registry):
-    """What conftest's `app` fixture makes, with the registry given."""
-    from promo_engine.app import create_app
-    from promo_engine.extensions import db
-    from promo_engine.schema import upgrade
-    upgrade(settings.database_url)
-    app = create_app(settings, test_config={"TESTING": True}, registry=registry)
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ Each is logged and none is a 500. Plugin failures are counted on /metrics by cam
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import pytest
 from marshmallow import RAISE, Schema
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import running_app
 from promo_engine import hookimpl
 from promo_engine.campaign_type import CampaignType
 from promo_engine.event import PAYMENT
@@ -66,22 +66,6 @@ def registry_with_broken_types():
 
 def builtin_registry():
     return build_registry(get_plugin_manager(load_entry_points=False))
-
-
-@contextmanager
-def running_app(settings, registry):
-    """What conftest's `app` fixture makes, with the registry given."""
-    from promo_engine.app import create_app
-    from promo_engine.extensions import db
-    from promo_engine.schema import upgrade
-    upgrade(settings.database_url)
-    app = create_app(settings, test_config={"TESTING": True}, registry=registry)
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 @pytest.fixture

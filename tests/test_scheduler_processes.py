@@ -23,12 +23,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import make_settings, service_missing
+from conftest import TEST_REDIS_URL, make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 UTC = timezone.utc
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = TEST_REDIS_URL
 SECRET_KEY = "test-secret-key-0123456789"
 LEASE_MS = 2000
 CLI = str(Path(sys.executable).with_name("promo-engine"))
@@ -36,18 +36,6 @@ ZONES = ("Asia/Shanghai", "Europe/Berlin", "America/New_York")
 ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
             "PROMO_POINTS_PER_UNIT", "PROMETHEUS_MULTIPROC_DIR", "PROMO_SCHEDULER_LEASE_MS",
             "PROMO_SCHEDULER_LEASE_KEY")
-
-
-@pytest.fixture
-def redis_client():
-    import redis
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    yield client
-    client.close()
 
 
 @pytest.fixture
