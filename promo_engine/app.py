@@ -38,10 +38,27 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
         app_metrics.campaign_errors.labels(campaign_type=campaign_type).inc()
     service.on_engine_loaded = lambda engine: app_metrics.open_campaigns.set(len(engine))
     app.extensions["promo"] = service
+    if settings.api_rate_limit:
+        from .api.rate_limit import ClientRateLimit
+        app.extensions["promo_rate_limit"] = ClientRateLimit(
+            settings.api_rate_limit, settings.redis_url, settings.redis_prefix)
+    if service.publisher is not None:
+        from sqlalchemy.orm import Session
+
+        from .broadcast import publish_after_commit
+        publish_after_commit(Session, _current_publisher)
     app.register_blueprint(api_bp)
     from merchant_portal import init_portal
     init_portal(app)
     return app
+
+
+def _current_publisher():
+    from flask import current_app, has_app_context
+    if not has_app_context():
+        return None
+    service = current_app.extensions.get("promo")
+    return service.publisher if service is not None else None
 
 
 def promo_service(app: Flask | None = None):

@@ -29,6 +29,14 @@ class Settings:
     timezone: str
     currency: str
     points_per_unit: Decimal
+    # With Redis (see reservations.py, replay_cache.py, broadcast.py, api/rate_limit.py).
+    redis_prefix: str = "{promo}"
+    reservation_ttl_ms: int = 5000
+    reservation_grace_ms: int = 5000
+    reconcile_seconds: int = 60
+    replay_ttl_seconds: int = 86400
+    # Per API client; Redis keeps the counts across workers and hosts when configured.
+    api_rate_limit: str | None = "1000/second"
 
     @property
     def minor_digits(self) -> int:
@@ -54,6 +62,13 @@ class Settings:
             timezone=check_timezone(env.get("PROMO_TIMEZONE", "Asia/Shanghai")),
             currency=check_currency(env.get("PROMO_CURRENCY", "CNY")),
             points_per_unit=_points_per_unit(env.get("PROMO_POINTS_PER_UNIT", "1")),
+            redis_prefix=_redis_prefix(env.get("PROMO_REDIS_PREFIX", "{promo}")),
+            reservation_ttl_ms=_whole_number(env, "PROMO_RESERVATION_TTL_MS", 5000, 100, 600_000),
+            reservation_grace_ms=_whole_number(env, "PROMO_RESERVATION_GRACE_MS", 5000, 0, 600_000),
+            reconcile_seconds=_whole_number(env, "PROMO_RECONCILE_SECONDS", 60, 1, 86_400),
+            replay_ttl_seconds=_whole_number(env, "PROMO_REPLAY_TTL_SECONDS", 86_400, 1,
+                                             30 * 86_400),
+            api_rate_limit=check_rate_limit(env.get("PROMO_API_RATE_LIMIT", "1000/second")),
         )
 
 
@@ -119,3 +134,32 @@ def _points_per_unit(value: str) -> Decimal:
         raise ConfigError(f"PROMO_POINTS_PER_UNIT: {value!r} must be a number >= 0 "
                           "(0 turns base points off)")
     return result
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, lowest: int, highest: int) -> int:
+    text = env.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise ConfigError(f"{name}: {text!r} must be a whole number from {lowest} to {highest}")
+    return int(text)
+
+
+def _redis_prefix(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ConfigError(f"PROMO_REDIS_PREFIX: {value!r} must be non-empty, without spaces")
+    return value
+
+
+def check_rate_limit(value: str) -> str | None:
+    """A `limits` rate such as "1000/second" or "50 per minute"; "none" turns it off."""
+    if value.strip().lower() in ("", "none", "off"):
+        return None
+    from limits import parse
+    try:
+        if parse(value).amount < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"PROMO_API_RATE_LIMIT: {value!r} is not a rate such as "
+                          "1000/second or 50 per minute (none turns it off)") from None
+    return value

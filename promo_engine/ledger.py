@@ -3,19 +3,28 @@ lock, the shared-limit reservations, the reward rows and the stored response.
 
 Order of locks, the same for every event: the event row (unique per client), the user row
 (FOR UPDATE: serialises one user's events, so per-user limits and "first ever" are exact),
-then campaign usage rows through guarded UPDATEs (budget and redemptions can never be
-exceeded, whatever runs concurrently). PostgreSQL may still report a deadlock between two
-users' campaign updates; `run_in_transaction` retries the whole event.
+then the campaign-wide limits. Those are held in one of two places:
+
+- without Redis, in campaign usage rows through guarded UPDATEs (budget and redemptions can
+  never be exceeded, whatever runs concurrently). PostgreSQL may still report a deadlock
+  between two users' campaign updates; `run_in_transaction` retries the whole event.
+- with Redis (`reservations.py`), in counters reserved for the whole event in one script.
+  The event is evaluated as if every limited reward fitted, the rewards are reserved all or
+  none, and a campaign found full is evaluated again as full; the reservation is given back
+  if the transaction fails and confirmed once it committed. Campaign usage rows are then
+  rebuilt from the reward rows by reconciliation, so no hot row is locked per event.
 """
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import and_, select, update
+import redis
+from sqlalchemy import Date, and_, insert, null, select, type_coerce, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -27,7 +36,11 @@ from .event import ACTIVATION, PAYMENT, REFUND, Event
 from .extensions import db
 from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDailyUsage,
                      UserCampaignUsage, UserRecord, utcnow)
+from .replay_cache import ReplayCache
+from .reservations import NotReady, Request, Reservation, Reservations
 from .rewards import POINTS, VOUCHER, Reward
+
+log = logging.getLogger(__name__)
 
 VOUCHER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a till
 
@@ -52,6 +65,18 @@ class IdempotencyConflict(Exception):
     """The event_id was used before with a different body."""
 
 
+class _AlreadyRecorded(Exception):
+    """The event's INSERT met a committed copy of the event."""
+
+
+class ReservationExpired(NotReady):
+    """The transaction outlived its reservation's deadline, so it must not commit: after the
+    deadline reconciliation may already have given that budget back."""
+
+    def __init__(self):
+        super().__init__(retry_after_ms=1000)
+
+
 def new_reward_id() -> str:
     return "rw_" + secrets.token_hex(10)
 
@@ -62,15 +87,6 @@ def new_voucher_code() -> str:
 
 def iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _upsert(model, values: dict, keys: list[str], counter: str, delta: int):
-    """INSERT ... ON CONFLICT DO UPDATE counter = counter + delta (SQLite and PostgreSQL)."""
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model).values(**values, **{counter: delta})
-    column = getattr(model, counter)
-    return statement.on_conflict_do_update(index_elements=keys, set_={counter: column + delta})
 
 
 class DatabaseGate:
@@ -93,50 +109,106 @@ class DatabaseGate:
         return result.rowcount == 1
 
 
+class CollectingGate:
+    """Optimistic: a reward fits unless its campaign is known to be full. What it let
+    through is then reserved in Redis for the whole event at once. Campaigns without limits
+    are counted too, so their counters are right the moment an edit gives them a budget."""
+
+    def __init__(self, minor_digits: int, full: set[str]):
+        self.minor_digits = minor_digits
+        self.full = full
+        self.requests: list[Request] = []
+
+    def reserve(self, compiled: CompiledCampaign, reward: Reward, local_day: date) -> bool:
+        if compiled.id in self.full:
+            return False
+        self.requests.append(Request(compiled.id, reward.budget_cost(self.minor_digits), 1,
+                                     compiled.budget_limit, compiled.max_redemptions))
+        return True
+
+
 class ReadOnlyGate:
     """For quotes: answers from the current counters and changes nothing."""
 
-    def __init__(self, minor_digits: int):
+    def __init__(self, minor_digits: int, reservations: Reservations | None = None):
         self.minor_digits = minor_digits
+        self.reservations = reservations
+
+    def _usage(self, campaign_id: str) -> tuple[int, int]:
+        if self.reservations is not None:
+            try:
+                counters = self.reservations.counters([campaign_id])[campaign_id]
+            except redis.RedisError:  # a quote is an estimate: the last reconciled counts do
+                counters = None
+            if counters is not None:
+                return counters
+        usage = db.session.get(CampaignUsage, campaign_id)
+        return (usage.spent, usage.redemptions) if usage else (0, 0)
 
     def reserve(self, compiled: CompiledCampaign, reward: Reward, local_day: date) -> bool:
-        usage = db.session.get(CampaignUsage, compiled.id)
-        spent, redemptions = (usage.spent, usage.redemptions) if usage else (0, 0)
+        if compiled.budget_limit is None and compiled.max_redemptions is None:
+            return True
+        spent, redemptions = self._usage(compiled.id)
         if compiled.budget_limit is not None and \
                 spent + reward.budget_cost(self.minor_digits) > compiled.budget_limit:
             return False
         return compiled.max_redemptions is None or redemptions + 1 <= compiled.max_redemptions
 
 
-def load_user_state(user_id: str, occurred_at: datetime, *, lock: bool) -> tuple[UserState, UserRecord | None]:
-    """The user's counters before this event. With `lock`, the row is created and locked."""
-    if lock:
-        dialect = db.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        db.session.execute(insert(UserRecord).values(
-            user_id=user_id, activations=0, payments=0, points_balance=0, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["user_id"]))
-        user = db.session.execute(
-            select(UserRecord).where(UserRecord.user_id == user_id).with_for_update()
-        ).scalar_one()
-    else:
-        user = db.session.get(UserRecord, user_id)
-        if user is None:
-            return UserState(user_id=user_id), None
-    uses = dict(db.session.execute(
-        select(UserCampaignUsage.campaign_id, UserCampaignUsage.uses)
-        .where(UserCampaignUsage.user_id == user_id)).all())
-    # The event's local day in any zone is within a day of its UTC date.
+def _insert(table):
+    """INSERT with ON CONFLICT for the database in use (SQLite and PostgreSQL)."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+# The hot path's statements run on the tables through the session's connection: the ORM's
+# statement handling costs more than the round trip itself, and nothing here needs objects.
+_users = UserRecord.__table__
+_events = EventRecord.__table__
+_rewards = RewardRecord.__table__
+_uses = UserCampaignUsage.__table__
+_daily_uses = UserCampaignDailyUsage.__table__
+
+
+def lock_user(user_id: str, occurred_at: datetime) -> UserState:
+    """Create the user's row if new and lock it until commit, in one statement (a no-op
+    ON CONFLICT DO UPDATE locks the existing row as FOR UPDATE would); then the counters,
+    read after the lock, so the last event of this user is always counted."""
+    user = db.session.connection().execute(
+        _insert(_users).values(user_id=user_id, activations=0, payments=0,
+                               points_balance=0, created_at=utcnow())
+        .on_conflict_do_update(index_elements=["user_id"], set_={"user_id": _users.c.user_id})
+        .returning(_users.c.activations, _users.c.payments, _users.c.points_balance)
+    ).one()
+    uses, daily = _campaign_uses(user_id, occurred_at)
+    return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
+                     points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
+
+
+def _campaign_uses(user_id: str, occurred_at: datetime) -> tuple[dict, dict]:
+    """The user's uses of each campaign, ever and per local day, in one query. The event's
+    local day in any zone is within a day of its UTC date."""
     utc_day = occurred_at.date()
-    daily = {(campaign_id, day): count for campaign_id, day, count in db.session.execute(
-        select(UserCampaignDailyUsage.campaign_id, UserCampaignDailyUsage.day,
-               UserCampaignDailyUsage.uses)
-        .where(UserCampaignDailyUsage.user_id == user_id,
-               UserCampaignDailyUsage.day.between(utc_day - timedelta(days=1),
-                                                  utc_day + timedelta(days=1)))).all()}
-    state = UserState(user_id=user_id, activations=user.activations, payments=user.payments,
-                      points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
-    return state, user
+    rows = db.session.connection().execute(union_all(
+        select(_uses.c.campaign_id, type_coerce(null(), Date).label("day"), _uses.c.uses)
+        .where(_uses.c.user_id == user_id),
+        select(_daily_uses.c.campaign_id, _daily_uses.c.day, _daily_uses.c.uses)
+        .where(_daily_uses.c.user_id == user_id,
+               _daily_uses.c.day.between(utc_day - timedelta(days=1),
+                                         utc_day + timedelta(days=1))))).all()
+    uses = {campaign_id: count for campaign_id, day, count in rows if day is None}
+    daily = {(campaign_id, day): count for campaign_id, day, count in rows if day is not None}
+    return uses, daily
+
+
+def load_user_state(user_id: str, occurred_at: datetime) -> UserState:
+    """The user's counters as committed now, without locking (for quotes)."""
+    user = db.session.get(UserRecord, user_id)
+    if user is None:
+        return UserState(user_id=user_id)
+    uses, daily = _campaign_uses(user_id, occurred_at)
+    return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
+                     points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
 
 
 def reward_json(reward: Reward, *,
@@ -168,10 +240,35 @@ def dumps(body: dict) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(", ", ": "))
 
 
+def ledger_usage(campaign_ids) -> dict[str, tuple[int, int]]:
+    """(spent, redemptions) per campaign from the reward rows themselves: what the usage
+    counters must hold once every committed event is counted and nothing is in flight."""
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    value = db.func.coalesce(RewardRecord.points, RewardRecord.amount_minor)
+    spent = dict(db.session.execute(
+        select(RewardRecord.campaign_id, db.func.coalesce(db.func.sum(value), 0))
+        .where(RewardRecord.campaign_id.in_(ids)).group_by(RewardRecord.campaign_id)).all())
+    # A grant stops counting as a redemption once its payment is refunded in full.
+    redemptions = dict(db.session.execute(
+        select(RewardRecord.campaign_id, db.func.count())
+        .join(EventRecord, EventRecord.id == RewardRecord.event_pk)
+        .where(RewardRecord.campaign_id.in_(ids), RewardRecord.reverses_id.is_(None),
+               db.or_(EventRecord.amount_minor.is_(None),
+                      EventRecord.refunded_minor < EventRecord.amount_minor))
+        .group_by(RewardRecord.campaign_id)).all())
+    # PostgreSQL's SUM of BIGINT is NUMERIC: back to int.
+    return {c: (int(spent.get(c, 0)), int(redemptions.get(c, 0))) for c in ids}
+
+
 class Ledger:
-    def __init__(self, *, currency: str):
+    def __init__(self, *, currency: str, reservations: Reservations | None = None,
+                 replays: ReplayCache | None = None):
         self.currency = currency
         self.minor_digits = money.minor_digits(currency)
+        self.reservations = reservations
+        self.replays = replays
 
     # -- idempotency ---------------------------------------------------------------
 
@@ -189,80 +286,214 @@ class Ledger:
     def record(self, *, client_id: str, event: Event, request_hash: str,
                engine: RulesEngine) -> Recorded:
         """Record the event once; a replay returns the first response exactly."""
+        if self.replays is not None:
+            cached = self.replays.get(client_id, event.event_id)
+            if cached is not None:
+                if cached[0] != request_hash:
+                    raise IdempotencyConflict()
+                return Recorded(status=200, body=cached[1], replayed=True)
+        held: list[Reservation] = []  # Redis reservations of the attempt that commits
+
         def attempt() -> Recorded:
-            replay = self._replay(client_id, event.event_id, request_hash)
-            if replay is not None:
-                return replay
+            held.clear()
             try:
-                return self._record_new(client_id, event, request_hash, engine)
-            except IntegrityError:
-                # A concurrent copy of this event committed first: answer as a replay.
-                db.session.rollback()
-                replay = self._replay(client_id, event.event_id, request_hash)
-                if replay is None:
-                    raise
-                return replay
-        return run_in_transaction(db.session, attempt)
+                # With the replay cache in front, a new event is by far the likelier here,
+                # so it skips this lookup: a copy is still found at the event's INSERT.
+                if self.replays is None:
+                    replay = self._replay(client_id, event.event_id, request_hash)
+                    if replay is not None:
+                        return replay
+                try:
+                    recorded = self._record_new(client_id, event, request_hash, engine, held)
+                except (IntegrityError, _AlreadyRecorded):
+                    # A copy of this event committed first: answer as a replay.
+                    self._release(held)
+                    db.session.rollback()
+                    replay = self._replay(client_id, event.event_id, request_hash)
+                    if replay is None:
+                        raise
+                    return replay
+                if any(reservation.expired() for reservation in held):
+                    raise ReservationExpired()
+                return recorded
+            except BaseException:
+                self._release(held)
+                raise
+        recorded = run_in_transaction(db.session, attempt)
+        self._after_commit(client_id, event.event_id, request_hash, recorded, held)
+        return recorded
+
+    def _release(self, held: list[Reservation]) -> None:
+        """Give back the reservations of a transaction that will not commit. If Redis cannot
+        be reached they stay in flight until their deadline: an under-spend, never over."""
+        for reservation in held:
+            try:
+                self.reservations.release(reservation)
+            except redis.RedisError as exc:
+                log.warning("could not release reservation %s: %s", reservation.id, exc)
+        held.clear()
+
+    def _after_commit(self, client_id: str, event_id: str, request_hash: str,
+                      recorded: Recorded, held: list[Reservation]) -> None:
+        """Confirm the reservations and remember the answer for replays, in one round trip.
+        The event is committed whatever happens here, so a Redis error is only logged."""
+        if self.reservations is None and self.replays is None:
+            return
+        client = (self.reservations or self.replays).client
+        try:
+            pipe = client.pipeline(transaction=False)
+            for reservation in held:
+                self.reservations.confirm(reservation, pipeline=pipe)
+            if self.replays is not None:
+                self.replays.put(pipe, client_id, event_id, request_hash, recorded.body)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("event %s committed; could not confirm its reservations in Redis "
+                        "(they settle at their deadline): %s", event_id, exc)
 
     # -- new events ----------------------------------------------------------------
 
     def _record_new(self, client_id: str, event: Event, request_hash: str,
-                    engine: RulesEngine) -> Recorded:
+                    engine: RulesEngine, held: list[Reservation]) -> Recorded:
+        if event.type == REFUND:
+            return self._record_refund(client_id, event, request_hash, held)
+        return self._record_grants(client_id, event, request_hash, engine, held)
+
+    def _record_grants(self, client_id: str, event: Event, request_hash: str,
+                       engine: RulesEngine, held: list[Reservation]) -> Recorded:
+        """A payment, activation or plugin event, in as few statements as it takes: every
+        row is built first, then written with one statement per table (this is the hot
+        path, and each statement is a round trip to the database).
+
+        The event's row is written after evaluation, with its response, so a copy of the
+        event racing this one is found by the unique index at that INSERT; both hold the
+        same user's lock, so the copy waits for this one's commit and then replays it."""
+        state = lock_user(event.user_id, event.occurred_at)
+        if self.reservations is None:
+            decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits))
+        else:
+            decision = self._evaluate_reserving(event, state, engine, held)
+        now = utcnow()
+        rewards, bodies = [], []
+        for grant in decision.grants:
+            reward = grant.reward
+            row = {"reward_id": new_reward_id(), "user_id": event.user_id,
+                   "campaign_id": reward.campaign_id, "kind": reward.kind,
+                   "points": reward.points, "currency": reward.currency,
+                   "amount_minor": (money.to_minor(reward.amount, reward.currency)
+                                    if reward.is_money else None),
+                   "voucher_code": None, "voucher_expires_at": None,
+                   "local_day": grant.local_day, "reverses_id": None, "created_at": now}
+            if reward.kind == VOUCHER:
+                row["voucher_code"] = new_voucher_code()
+                row["voucher_expires_at"] = event.occurred_at + timedelta(days=reward.voucher_valid_days)
+            rewards.append(row)
+            bodies.append(reward_json(reward, reward_id=row["reward_id"],
+                                      voucher_code=row["voucher_code"],
+                                      voucher_expires_at=row["voucher_expires_at"]))
+        balance = state.points_balance + decision.points
+        response = dumps({"event_id": event.event_id, "rewards": bodies,
+                          "points_balance": balance})
+        connection = db.session.connection()
+        event_pk = connection.execute(
+            _insert(_events).values(
+                client_id=client_id, event_id=event.event_id, type=event.type,
+                user_id=event.user_id, merchant_id=event.merchant_id,
+                amount_minor=(money.to_minor(event.amount, self.currency)
+                              if event.amount is not None else None),
+                currency=event.currency, occurred_at=event.occurred_at, refunded_minor=0,
+                request_hash=request_hash, response=response, created_at=now)
+            .on_conflict_do_nothing(index_elements=["client_id", "event_id"])
+            .returning(_events.c.id)).scalar()
+        if event_pk is None:
+            raise _AlreadyRecorded()
+        if rewards:
+            for row in rewards:
+                row["event_pk"] = event_pk
+            connection.execute(insert(_rewards), rewards)
+        counted = [(grant.reward.campaign_id, grant.local_day)
+                   for grant in decision.grants if grant.campaign is not None]
+        if counted:
+            self._count_uses(event.user_id, counted)
+        connection.execute(
+            update(_users).where(_users.c.user_id == event.user_id)
+            .values(activations=_users.c.activations + int(event.type == ACTIVATION),
+                    payments=_users.c.payments + int(event.type == PAYMENT),
+                    points_balance=balance))
+        return Recorded(status=201, body=response, replayed=False, decision=decision)
+
+    def _count_uses(self, user_id: str, counted: list[tuple[str, date]]) -> None:
+        """One more use of each campaign by the user, ever and on its local day."""
+        connection = db.session.connection()
+        statement = _insert(_uses).values(
+            [{"campaign_id": campaign_id, "user_id": user_id, "uses": 1}
+             for campaign_id, _ in counted])
+        connection.execute(statement.on_conflict_do_update(
+            index_elements=["campaign_id", "user_id"],
+            set_={"uses": _uses.c.uses + statement.excluded.uses}))
+        statement = _insert(_daily_uses).values(
+            [{"campaign_id": campaign_id, "user_id": user_id, "day": day, "uses": 1}
+             for campaign_id, day in counted])
+        connection.execute(statement.on_conflict_do_update(
+            index_elements=["campaign_id", "user_id", "day"],
+            set_={"uses": _daily_uses.c.uses + statement.excluded.uses}))
+
+    def _record_refund(self, client_id: str, event: Event, request_hash: str,
+                       held: list[Reservation]) -> Recorded:
         record = EventRecord(
             client_id=client_id, event_id=event.event_id, type=event.type,
             user_id=event.user_id, merchant_id=event.merchant_id,
-            amount_minor=money.to_minor(event.amount, self.currency) if event.amount is not None else None,
+            amount_minor=money.to_minor(event.amount, self.currency),
             currency=event.currency, occurred_at=event.occurred_at, refunded_minor=0,
             request_hash=request_hash, response="", created_at=utcnow())
         db.session.add(record)
         db.session.flush()  # takes the (client_id, event_id) unique slot now
-        state, user = load_user_state(event.user_id, event.occurred_at, lock=True)
-        if event.type == REFUND:
-            rewards, decision = self._reverse(record, event, user), None
-        else:
-            decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits))
-            rewards = self._write_grants(record, event, decision)
-            if event.type == ACTIVATION:
-                user.activations += 1
-            elif event.type == PAYMENT:
-                user.payments += 1
+        lock_user(event.user_id, event.occurred_at)
+        user = db.session.get(UserRecord, event.user_id)
+        rewards = self._reverse(record, event, user, held)
         user.points_balance += sum(r.points for r in rewards if r.points is not None)
         body = {"event_id": event.event_id,
                 "rewards": [self._reward_body(r) for r in rewards],
                 "points_balance": user.points_balance}
         record.response = dumps(body)
         db.session.flush()
-        return Recorded(status=201, body=record.response, replayed=False, decision=decision)
+        return Recorded(status=201, body=record.response, replayed=False)
 
-    def _write_grants(self, record: EventRecord, event: Event, decision: Decision) -> list[RewardRecord]:
-        rows = []
-        now = utcnow()
-        for grant in decision.grants:
-            reward = grant.reward
-            row = RewardRecord(
-                reward_id=new_reward_id(), event_pk=record.id, user_id=event.user_id,
-                campaign_id=reward.campaign_id, kind=reward.kind, points=reward.points,
-                amount_minor=money.to_minor(reward.amount, reward.currency) if reward.is_money else None,
-                currency=reward.currency, local_day=grant.local_day, created_at=now)
-            if reward.kind == VOUCHER:
-                row.voucher_code = new_voucher_code()
-                row.voucher_expires_at = event.occurred_at + timedelta(days=reward.voucher_valid_days)
-            rows.append(row)
-            if grant.campaign is not None:
-                db.session.execute(_upsert(UserCampaignUsage,
-                                           {"campaign_id": reward.campaign_id, "user_id": event.user_id},
-                                           ["campaign_id", "user_id"], "uses", 1))
-                db.session.execute(_upsert(UserCampaignDailyUsage,
-                                           {"campaign_id": reward.campaign_id, "user_id": event.user_id,
-                                            "day": grant.local_day},
-                                           ["campaign_id", "user_id", "day"], "uses", 1))
-        db.session.add_all(rows)
-        db.session.flush()
-        return rows
+    def _evaluate_reserving(self, event: Event, state: UserState, engine: RulesEngine,
+                            held: list[Reservation]) -> Decision:
+        """Evaluate as if every limited reward fitted, then reserve them all in one round
+        trip. A campaign without room is evaluated again as full, which may let others in
+        (a lower-priority campaign after a full exclusive one, the next multiplier of a
+        group): each round marks at least one more campaign full, so this ends."""
+        full: set[str] = set()
+        built_counters = False
+        while True:
+            gate = CollectingGate(self.minor_digits, full)
+            decision = engine.evaluate(event, state, gate)
+            if not gate.requests:
+                return decision
+            outcome = self.reservations.reserve(gate.requests)
+            if outcome.reservation is not None:
+                held.append(outcome.reservation)
+                return decision
+            if outcome.missing:
+                if built_counters:  # built and gone again: Redis is restarting
+                    raise NotReady(self.reservations.settle_ms)
+                self._build_counters(outcome.missing)
+                built_counters = True
+                continue
+            full |= outcome.full
+
+    def _build_counters(self, campaign_ids) -> None:
+        """Counters for campaigns Redis has none for (new, or Redis lost its data)."""
+        t0 = self.reservations.clock_ms()
+        if self.reservations.rebuild(t0, ledger_usage(campaign_ids), only_missing=True) < 0:
+            raise NotReady(1000)  # the ledger read took too long to be used safely
 
     # -- refunds -------------------------------------------------------------------
 
-    def _reverse(self, refund: EventRecord, event: Event, user: UserRecord) -> list[RewardRecord]:
+    def _reverse(self, refund: EventRecord, event: Event, user: UserRecord,
+                 held: list[Reservation]) -> list[RewardRecord]:
         """Reverse the payment's rewards in proportion to what has been refunded in all.
 
         Each reversal is the rounded cumulative share minus what earlier refunds already
@@ -304,6 +535,7 @@ class Ledger:
             .group_by(RewardRecord.reverses_id)).all()} if granted else {}
 
         rows, now = [], utcnow()
+        returns: list[Request] = []  # to the campaigns' counters in Redis, once committed
         for original in granted:
             value = original.points if original.kind == POINTS else original.amount_minor
             target = int((Decimal(value) * share).to_integral_value(ROUND_HALF_UP))
@@ -317,24 +549,31 @@ class Ledger:
                     currency=original.currency, voucher_code=original.voucher_code,
                     voucher_expires_at=original.voucher_expires_at,
                     local_day=original.local_day, reverses_id=original.id, created_at=now))
-                if original.campaign_id is not None:
+                if original.campaign_id is not None and self.reservations is None:
                     # Reversed money (or points) goes back to the campaign's budget.
                     db.session.execute(
                         update(CampaignUsage).where(CampaignUsage.campaign_id == original.campaign_id)
                         .values(spent=CampaignUsage.spent - delta)
                         .execution_options(synchronize_session=False))
-            if fully_refunded and original.campaign_id is not None:
-                self._free_limits(original, event.user_id)
+            if original.campaign_id is not None:
+                freed = fully_refunded
+                if freed:
+                    self._free_limits(original, event.user_id)
+                if delta or freed:
+                    returns.append(Request(original.campaign_id, -delta, -int(freed), None, None))
+        if returns and self.reservations is not None:
+            held.append(self.reservations.intend_refund(returns))
         db.session.add_all(rows)
         db.session.flush()
         return rows
 
     def _free_limits(self, original: RewardRecord, user_id: str) -> None:
         """A fully refunded payment no longer counts against the campaign's limits."""
-        db.session.execute(update(CampaignUsage)
-                           .where(CampaignUsage.campaign_id == original.campaign_id)
-                           .values(redemptions=CampaignUsage.redemptions - 1)
-                           .execution_options(synchronize_session=False))
+        if self.reservations is None:
+            db.session.execute(update(CampaignUsage)
+                               .where(CampaignUsage.campaign_id == original.campaign_id)
+                               .values(redemptions=CampaignUsage.redemptions - 1)
+                               .execution_options(synchronize_session=False))
         db.session.execute(update(UserCampaignUsage)
                            .where(UserCampaignUsage.campaign_id == original.campaign_id,
                                   UserCampaignUsage.user_id == user_id)
@@ -362,8 +601,8 @@ class Ledger:
 
     def quote(self, event: Event, engine: RulesEngine) -> dict:
         """The rewards the event would get now; reserves, records and counts nothing."""
-        state, _ = load_user_state(event.user_id, event.occurred_at, lock=False)
-        decision = engine.evaluate(event, state, ReadOnlyGate(self.minor_digits))
+        state = load_user_state(event.user_id, event.occurred_at)
+        decision = engine.evaluate(event, state, ReadOnlyGate(self.minor_digits, self.reservations))
         db.session.rollback()
         rewards = []
         for grant in decision.grants:

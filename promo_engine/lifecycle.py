@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .broadcast import mark_changed
 from .models import CampaignAudit, CampaignRecord, ProgramState
 
 SCHEDULED, OPEN, PAUSED, CLOSED, RETIRED = "scheduled", "open", "paused", "closed", "retired"
@@ -56,7 +57,9 @@ def ensure_program_state(session) -> None:
 
 
 def bump_revision(session) -> None:
-    """Tell every API worker to reload its campaigns (they poll this number)."""
+    """Tell every API worker to reload its campaigns: they poll this number, and with Redis
+    it is also broadcast once the transaction commits."""
+    mark_changed(session)
     ensure_program_state(session)
     session.execute(update(ProgramState).where(ProgramState.id == 1)
                     .values(campaigns_revision=ProgramState.campaigns_revision + 1)

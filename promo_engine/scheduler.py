@@ -42,6 +42,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from .campaign import Campaign
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 UTC = timezone.utc
 RESYNC_INTERVAL_SECONDS = 1.0
+RECONCILE_JOB = "reconcile"
 SWEEP_INTERVAL_SECONDS = 10.0
 BATCH_SIZE = 1000  # campaigns per transaction
 ADD_CHUNK = 500  # jobs added between two looks at the transitions that have come due
@@ -287,6 +289,7 @@ class CampaignScheduler:
         self.app = app
         self.settings = app.config["PROMO_SETTINGS"]
         self.registry = promo_service(app).registry
+        self._reconciles = promo_service(app).reservations is not None  # counters in Redis
         self.clock = clock or utcnow
         self.lease = lease
         self.resync_interval = resync_interval
@@ -298,7 +301,10 @@ class CampaignScheduler:
         self.aps = BackgroundScheduler(
             timezone=UTC,
             jobstores={"default": MemoryJobStore()},
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # Reconciliation reads the whole ledger: on a thread of its own, so that it
+            # never delays a transition's job.
+            executors={"default": ThreadPoolExecutor(max_workers=1),
+                       RECONCILE_JOB: ThreadPoolExecutor(max_workers=1)},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
         self.keeper = None
         if lease is not None:
@@ -326,6 +332,7 @@ class CampaignScheduler:
 
     def start(self) -> None:
         self.aps.start()
+        self._add_reconcile_job()
         self.hooks.start()
         self._thread = threading.Thread(target=self._run, name="promo-scheduler", daemon=True)
         self._thread.start()
@@ -372,6 +379,7 @@ class CampaignScheduler:
     def _clear_jobs(self) -> None:
         if self._jobs:
             self.aps.remove_all_jobs()
+            self._add_reconcile_job()
         self._jobs.clear()
         self._due.clear()
         self._revision = None
@@ -430,6 +438,27 @@ class CampaignScheduler:
 
     def _may_act(self) -> bool:
         return self.lease is None or self.lease.valid()
+
+    def _add_reconcile_job(self) -> None:
+        if self._reconciles:
+            self.aps.add_job(self.reconcile, IntervalTrigger(seconds=self.settings.reconcile_seconds),
+                             id=RECONCILE_JOB, executor=RECONCILE_JOB, replace_existing=True)
+
+    def reconcile(self):
+        """The scheduled reconciliation (reconcile.py), run by the leader only."""
+        from .app import promo_service
+        from .reconcile import reconcile
+        if not (self._leading and self._may_act()):
+            return None
+        with self.app.app_context():
+            try:
+                done = reconcile(promo_service(self.app).reservations)
+            except Exception:  # Redis or the database away: the next run tries again
+                log.exception("reconciliation failed; trying again in %d s",
+                              self.settings.reconcile_seconds)
+                return None
+        log.info("reconciled %d campaigns (%d Redis counters)", done.campaigns, done.counters)
+        return done
 
     # --- jobs -----------------------------------------------------------------------------
 

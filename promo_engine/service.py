@@ -1,9 +1,9 @@
 """The promo service of one process: the compiled engine of the open campaigns, kept
 current, and the ledger that records events against it.
 
-Workers poll one revision number (at most once a second) and recompile only when it
-changed, so an applied campaign reaches every worker within about a second and the
-hot path never touches the campaign tables.
+Workers recompile only when the campaigns' revision number changed, and the hot path never
+touches the campaign tables. Without Redis they poll that number at most once a second;
+with Redis a change is broadcast (broadcast.py) and the poll is only a safety net.
 """
 from __future__ import annotations
 
@@ -22,17 +22,38 @@ from .registry import Registry
 log = logging.getLogger(__name__)
 
 RELOAD_INTERVAL_SECONDS = 1.0
+BROADCAST_RELOAD_INTERVAL_SECONDS = 30.0  # polling while broadcasts arrive: a safety net
 
 
 class PromoService:
     def __init__(self, settings: Settings, registry: Registry, *,
                  clock: Callable[[], datetime] | None = None,
-                 reload_interval: float = RELOAD_INTERVAL_SECONDS):
+                 reload_interval: float = RELOAD_INTERVAL_SECONDS,
+                 broadcast_reload_interval: float = BROADCAST_RELOAD_INTERVAL_SECONDS):
         self.settings = settings
         self.registry = registry
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.reload_interval = reload_interval
-        self.ledger = Ledger(currency=settings.currency)
+        self.broadcast_reload_interval = broadcast_reload_interval
+        self.redis = None
+        self.reservations = None
+        self.publisher = None
+        self.listener = None
+        replays = None
+        if settings.redis_url:
+            from .broadcast import Listener, Publisher
+            from .replay_cache import ReplayCache
+            from .reservations import Reservations, connect
+            self.redis = connect(settings.redis_url)
+            self.reservations = Reservations(
+                self.redis, prefix=settings.redis_prefix, ttl_ms=settings.reservation_ttl_ms,
+                grace_ms=settings.reservation_grace_ms)
+            replays = ReplayCache(self.redis, prefix=settings.redis_prefix,
+                                  ttl_seconds=settings.replay_ttl_seconds)
+            self.publisher = Publisher(self.redis, settings.redis_prefix)
+            self.listener = Listener(settings.redis_url, settings.redis_prefix, self.invalidate)
+        self.ledger = Ledger(currency=settings.currency, reservations=self.reservations,
+                             replays=replays)
         # Called with (campaign id, campaign type, exception) whenever a campaign is skipped
         # because its plugin raised or is not installed.
         self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
@@ -42,18 +63,33 @@ class PromoService:
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Stop listening for broadcasts and close Redis connections (tests, shutdown)."""
+        if self.listener is not None:
+            self.listener.stop()
+        if self.redis is not None:
+            self.redis.close()
+
     def _report_error(self, campaign: Campaign, exc: BaseException) -> None:
         log.error("campaign %s (type %s) raised %r; skipped for this event", campaign.id,
                   campaign.type, exc, exc_info=exc)
         if self.on_campaign_error is not None:
             self.on_campaign_error(campaign.id, campaign.type, exc)
 
+    def _interval(self) -> float:
+        if self.listener is None:
+            return self.reload_interval
+        self.listener.ensure_running()
+        return (self.broadcast_reload_interval if self.listener.connected.is_set()
+                else self.reload_interval)
+
     def engine(self) -> RulesEngine:
         """The engine for the campaigns open now; needs an app context."""
-        if time.monotonic() - self._checked_at < self.reload_interval and self._engine is not None:
+        interval = self._interval()
+        if time.monotonic() - self._checked_at < interval and self._engine is not None:
             return self._engine
         with self._lock:
-            if time.monotonic() - self._checked_at >= self.reload_interval or self._engine is None:
+            if time.monotonic() - self._checked_at >= interval or self._engine is None:
                 self._refresh()
         return self._engine
 

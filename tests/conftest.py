@@ -139,6 +139,8 @@ def running_app(settings, registry=None):
     try:
         yield app
     finally:
+        from promo_engine.app import promo_service
+        promo_service(app).close()
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
@@ -161,6 +163,35 @@ def redis_client():
         service_missing("Redis", exc)
     yield client
     client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client):
+    """A key prefix of this test's own in the shared Redis, its keys deleted afterwards.
+
+    Its epoch is marked settled: a Redis that never held reservations has none in flight,
+    so the tests need not wait out the settle period that follows a real data loss."""
+    prefix = "{t-" + uuid.uuid4().hex[:12] + "}"
+    redis_client.set(f"{prefix}:epoch", 0)
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+def make_redis_settings(database_url: str, prefix: str, **overrides) -> Settings:
+    """Settings for the Redis hot path (budgets in Redis, replay cache, broadcasts)."""
+    return make_settings(database_url, **{"redis_url": TEST_REDIS_URL, "redis_prefix": prefix,
+                                          **overrides})
+
+
+@pytest.fixture(params=["database-counters", "redis-counters"])
+def counters_settings(request, database_url):
+    """Settings with campaign counters in the database, then in Redis: for tests of rules
+    that must hold the same either way."""
+    if request.param == "database-counters":
+        return make_settings(database_url)
+    return make_redis_settings(database_url, request.getfixturevalue("redis_prefix"))
 
 
 @pytest.fixture

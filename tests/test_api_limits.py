@@ -10,6 +10,12 @@ def campaign_ids(response) -> list:
     return [r["campaign_id"] for r in response.get_json()["rewards"]]
 
 
+
+@pytest.fixture
+def settings(counters_settings):
+    """Every rule here holds with counters in the database and with counters in Redis."""
+    return counters_settings
+
 @pytest.fixture
 def install(app, tmp_path):
     def _install(yaml_text):

@@ -22,6 +22,12 @@ merchants: [m_100]
 """
 
 
+
+@pytest.fixture
+def settings(counters_settings):
+    """Every rule here holds with counters in the database and with counters in Redis."""
+    return counters_settings
+
 @pytest.fixture
 def wallet(app, tmp_path):
     install_campaigns(app, CAMPAIGNS, tmp_path)
@@ -29,10 +35,20 @@ def wallet(app, tmp_path):
 
 
 def usage(app, campaign_id):
+    """(spent, redemptions) where the guard keeps them; with Redis, also checked against
+    the database's rows once reconciliation has rebuilt them from the ledger."""
+    from promo_engine.app import promo_service
     from promo_engine.extensions import db
     from promo_engine.models import CampaignUsage
+    from promo_engine.reconcile import reconcile
     with app.app_context():
+        reservations = promo_service(app).reservations
+        if reservations is not None:
+            held = reservations.counters([campaign_id])[campaign_id]
+            reconcile(reservations)
+            assert reservations.counters([campaign_id])[campaign_id] == held
         row = db.session.get(CampaignUsage, campaign_id)
+        assert reservations is None or (row.spent, row.redemptions) == held
         return row.spent, row.redemptions
 
 

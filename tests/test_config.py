@@ -11,7 +11,9 @@ from promo_engine.cli import main
 from promo_engine.config import ConfigError, Settings
 
 ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
-            "PROMO_POINTS_PER_UNIT")
+            "PROMO_POINTS_PER_UNIT", "PROMO_REDIS_PREFIX", "PROMO_RESERVATION_TTL_MS",
+            "PROMO_RESERVATION_GRACE_MS", "PROMO_RECONCILE_SECONDS", "PROMO_REPLAY_TTL_SECONDS",
+            "PROMO_API_RATE_LIMIT")
 
 COMMANDS = [
     ["db", "upgrade"],
@@ -34,6 +36,20 @@ INVALID = [
     ("PROMO_POINTS_PER_UNIT", "-1", "PROMO_POINTS_PER_UNIT: '-1' must be a number >= 0"),
     ("PROMO_POINTS_PER_UNIT", "NaN", "PROMO_POINTS_PER_UNIT: 'NaN' must be a number >= 0"),
     ("PROMO_POINTS_PER_UNIT", "one", "PROMO_POINTS_PER_UNIT: 'one' must be a number >= 0"),
+    ("PROMO_REDIS_PREFIX", "my promo", "PROMO_REDIS_PREFIX: 'my promo' must be non-empty, "
+     "without spaces"),
+    ("PROMO_RESERVATION_TTL_MS", "50",
+     "PROMO_RESERVATION_TTL_MS: '50' must be a whole number from 100 to 600000"),
+    ("PROMO_RESERVATION_GRACE_MS", "-1",
+     "PROMO_RESERVATION_GRACE_MS: '-1' must be a whole number from 0 to 600000"),
+    ("PROMO_RECONCILE_SECONDS", "1.5",
+     "PROMO_RECONCILE_SECONDS: '1.5' must be a whole number from 1 to 86400"),
+    ("PROMO_REPLAY_TTL_SECONDS", "0",
+     "PROMO_REPLAY_TTL_SECONDS: '0' must be a whole number from 1 to 2592000"),
+    ("PROMO_API_RATE_LIMIT", "lots",
+     "PROMO_API_RATE_LIMIT: 'lots' is not a rate such as 1000/second or 50 per minute"),
+    ("PROMO_API_RATE_LIMIT", "0/second",
+     "PROMO_API_RATE_LIMIT: '0/second' is not a rate such as 1000/second or 50 per minute"),
 ]
 
 
@@ -85,6 +101,21 @@ def test_plain_postgresql_url_uses_the_psycopg_driver(tmp_path):
     settings = Settings.from_env({"DATABASE_URL": "postgresql://postgres@127.0.0.1/promo",
                                   "SECRET_KEY": "test-secret-key-0123456789"}, workdir=tmp_path)
     assert settings.database_url == "postgresql+psycopg://postgres@127.0.0.1/promo"
+
+
+def test_redis_hot_path_defaults_and_values(tmp_path):
+    defaults = Settings.from_env({}, workdir=tmp_path)
+    assert (defaults.redis_prefix, defaults.reservation_ttl_ms, defaults.reservation_grace_ms,
+            defaults.reconcile_seconds, defaults.replay_ttl_seconds, defaults.api_rate_limit) == (
+        "{promo}", 5000, 5000, 60, 86400, "1000/second")
+    chosen = Settings.from_env({"PROMO_REDIS_PREFIX": "{bank-a}", "PROMO_RESERVATION_TTL_MS": "2000",
+                                "PROMO_RESERVATION_GRACE_MS": "0", "PROMO_RECONCILE_SECONDS": "30",
+                                "PROMO_REPLAY_TTL_SECONDS": "3600",
+                                "PROMO_API_RATE_LIMIT": "50 per minute"}, workdir=tmp_path)
+    assert (chosen.redis_prefix, chosen.reservation_ttl_ms, chosen.reservation_grace_ms,
+            chosen.reconcile_seconds, chosen.replay_ttl_seconds, chosen.api_rate_limit) == (
+        "{bank-a}", 2000, 0, 30, 3600, "50 per minute")
+    assert Settings.from_env({"PROMO_API_RATE_LIMIT": "none"}, workdir=tmp_path).api_rate_limit is None
 
 
 def test_valid_values_are_taken(tmp_path):

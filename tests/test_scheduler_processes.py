@@ -84,7 +84,7 @@ def environ(database_url: str, lease_key: str, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env.update(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, SECRET_KEY=SECRET_KEY,
                PROMO_SCHEDULER_LEASE_MS=str(LEASE_MS), PROMO_SCHEDULER_LEASE_KEY=lease_key,
-               PROMO_LOAD_ENTRY_POINTS="0", **extra)
+               PROMO_REDIS_PREFIX="{" + lease_key + "}", PROMO_LOAD_ENTRY_POINTS="0", **extra)
     return env
 
 

@@ -15,6 +15,7 @@ from flask import g, request
 
 from . import bp
 from .errors import ApiError
+from .rate_limit import check_client_rate
 from .requests import raw_body
 
 SIGNATURE_VERSION = "v1"
@@ -137,3 +138,4 @@ def verify_request() -> str:
 def authenticate():
     if requires_signature(request.method, request.path):
         g.client_id = verify_request()
+        check_client_rate(g.client_id)

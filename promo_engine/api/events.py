@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 
 from flask import Response, g, jsonify, request
@@ -13,6 +14,7 @@ from ..app import promo_service
 from ..extensions import db
 from ..ledger import IdempotencyConflict, LedgerError, dumps, iso
 from ..metrics import metrics
+from ..reservations import NotReady
 from ..models import EventRecord, RewardRecord, UserRecord
 from . import bp
 from .errors import ApiError
@@ -56,6 +58,10 @@ def record_event():
     except LedgerError as exc:
         fields = {exc.field: [exc.message]} if exc.field else None
         raise ApiError(422, exc.code, exc.message, fields=fields) from None
+    except NotReady as exc:
+        raise ApiError(503, "unavailable", str(exc),
+                       headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_ms / 1000)))}
+                       ) from None
     counters = metrics()
     counters.events.labels(type=event.type,
                            outcome="replayed" if recorded.replayed else "recorded").inc()

@@ -1,0 +1,380 @@
+"""The API with REDIS_URL set: budgets reserved in Redis, replays answered from Redis,
+campaign changes broadcast, per-client rate limits, and what happens when Redis is away.
+Real Redis and the real database (SQLite and PostgreSQL) throughout."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from conftest import make_redis_settings, running_app
+from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
+
+pytestmark = pytest.mark.services
+
+TEN_OFF_TWICE = f"""
+id: tenner
+type: holiday_discount
+{OPEN_RANGE}budget: {{amount: "20.00"}}
+params: {{amount_off: "10.00"}}
+"""
+
+
+@pytest.fixture
+def settings(database_url, redis_prefix):
+    return make_redis_settings(database_url, redis_prefix)
+
+
+def campaign_ids(response) -> list:
+    return [r["campaign_id"] for r in response.get_json()["rewards"]]
+
+
+def counters(app, *campaign_ids):
+    from promo_engine.app import promo_service
+    return promo_service(app).reservations.counters(campaign_ids)
+
+
+def table_counts(app) -> tuple[int, int]:
+    from promo_engine.extensions import db
+    from promo_engine.models import EventRecord, RewardRecord
+    with app.app_context():
+        counts = (db.session.scalar(select(func.count()).select_from(EventRecord)),
+                  db.session.scalar(select(func.count()).select_from(RewardRecord)))
+        db.session.rollback()
+        return counts
+
+
+@pytest.fixture
+def wallet(app, tmp_path):
+    install_campaigns(app, TEN_OFF_TWICE, tmp_path)
+    return new_wallet_client(app)
+
+
+def test_budget_is_counted_in_redis_and_the_database_rows_are_left_alone(app, wallet):
+    from promo_engine.extensions import db
+    from promo_engine.models import CampaignUsage
+    assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
+    assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None, "tenner"]
+    assert campaign_ids(wallet.event(**payment("p3", "50.00", user_id="c"))) == [None]
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}
+    with app.app_context():  # no event locked this row: reconciliation rebuilds it
+        assert (db.session.get(CampaignUsage, "tenner").spent,
+                db.session.get(CampaignUsage, "tenner").redemptions) == (0, 0)
+
+
+def test_counters_are_built_from_the_ledger_when_redis_has_none(app, wallet, redis_client,
+                                                               redis_prefix):
+    wallet.event(**payment("p1", "50.00", user_id="a"))
+    redis_client.delete(f"{redis_prefix}:usage:tenner")  # e.g. evicted, or a new Redis
+    assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None, "tenner"]
+    assert campaign_ids(wallet.event(**payment("p3", "50.00", user_id="c"))) == [None]
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}
+
+
+def test_a_full_exclusive_campaign_lets_lower_ones_apply(app, tmp_path):
+    install_campaigns(app, f"""
+id: vip
+type: holiday_discount
+{OPEN_RANGE}priority: 10
+exclusive: true
+limits: {{max_redemptions: 1}}
+params: {{amount_off: "5.00"}}
+---
+id: everyone
+type: holiday_discount
+{OPEN_RANGE}params: {{amount_off: "1.00"}}
+---
+id: triple
+type: points_multiplier
+{OPEN_RANGE}budget: {{points: 200}}
+params: {{multiplier: 3}}
+---
+id: double
+type: points_multiplier
+{OPEN_RANGE}params: {{multiplier: 2}}
+""", tmp_path)
+    wallet = new_wallet_client(app)
+    assert campaign_ids(wallet.event(**payment("p1", "100.00", user_id="a"))) == [None, "vip"]
+    # vip is full now: evaluated again without it, the lower campaigns apply, and the
+    # multiplier group falls to its next member when the highest has no budget left.
+    assert campaign_ids(wallet.event(**payment("p2", "100.00", user_id="b"))) == \
+        [None, "everyone", "triple"]
+    assert campaign_ids(wallet.event(**payment("p3", "100.00", user_id="c"))) == \
+        [None, "double", "everyone"]  # equal priority: in id order
+    assert counters(app, "vip", "everyone", "triple", "double") == {
+        "vip": (500, 1), "everyone": (200, 2), "triple": (200, 1), "double": (100, 1)}
+
+
+def test_a_replay_is_answered_from_redis_without_the_database(app, wallet):
+    from promo_engine.extensions import db
+    first = wallet.event(**payment("p1", "50.00"))
+    assert first.status_code == 201
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement != "BEGIN":  # SQLite's, sent by the engine
+            statements.append(statement)
+    with app.app_context():
+        engine = db.engine
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        again = wallet.post("/v1/events", wallet.last_body)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.data == first.data
+    # At most the revision poll: the signing secret is cached, and nothing reads the ledger.
+    assert all("program_state" in statement for statement in statements), statements
+
+
+def test_a_changed_body_under_a_cached_event_id_is_a_conflict(app, wallet):
+    assert wallet.event(**payment("p1", "50.00")).status_code == 201
+    conflict = wallet.event(**payment("p1", "51.00"))
+    assert conflict.status_code == 409
+    assert conflict.get_json()["error"]["code"] == "idempotency_conflict"
+    assert table_counts(app) == (1, 2)
+
+
+def test_the_database_answers_replays_the_cache_does_not_hold(app, wallet, redis_client,
+                                                             redis_prefix):
+    first = wallet.event(**payment("p1", "50.00"))
+    for key in redis_client.scan_iter(match=f"{redis_prefix}:replay:*"):
+        redis_client.delete(key)
+    again = wallet.post("/v1/events", wallet.last_body)
+    assert (again.status_code, again.data) == (200, first.data)
+    assert counters(app, "tenner") == {"tenner": (1000, 1)}
+
+
+def test_a_transaction_that_fails_gives_its_reservation_back(app, wallet, monkeypatch):
+    from promo_engine.ledger import Ledger
+    original = Ledger._count_uses
+
+    def failing(self, *args):
+        raise OperationalError("INSERT INTO rewards", {}, Exception("server closed the connection"))
+    monkeypatch.setattr(Ledger, "_count_uses", failing)
+    response = wallet.event(**payment("p1", "50.00"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert counters(app, "tenner") == {"tenner": (0, 0)}
+    assert table_counts(app) == (0, 0)
+    monkeypatch.setattr(Ledger, "_count_uses", original)
+    assert campaign_ids(wallet.post("/v1/events", wallet.last_body)) == [None, "tenner"]
+    assert counters(app, "tenner") == {"tenner": (1000, 1)}
+
+
+def test_a_transaction_past_its_reservation_deadline_does_not_commit(database_url, redis_prefix,
+                                                                     tmp_path, monkeypatch):
+    from promo_engine import reservations
+    settings = make_redis_settings(database_url, redis_prefix, reservation_ttl_ms=100)
+    with running_app(settings) as app:
+        install_campaigns(app, TEN_OFF_TWICE, tmp_path)
+        wallet = new_wallet_client(app)
+        real_clock = reservations.now_ms
+        monkeypatch.setattr(reservations, "now_ms", lambda: real_clock() + 150)
+        # The deadline is set from the shifted clock too; shift it once more after reserving.
+        from promo_engine.ledger import Ledger
+        original = Ledger._count_uses
+
+        def slow(self, *args):
+            monkeypatch.setattr(reservations, "now_ms", lambda: real_clock() + 400)
+            return original(self, *args)
+        monkeypatch.setattr(Ledger, "_count_uses", slow)
+        response = wallet.event(**payment("p1", "50.00"))
+        assert response.status_code == 503
+        assert response.get_json()["error"]["code"] == "unavailable"
+        assert int(response.headers["Retry-After"]) >= 1
+        assert table_counts(app) == (0, 0)
+        assert counters(app, "tenner") == {"tenner": (0, 0)}
+
+
+def test_quotes_read_the_redis_counters(app, wallet):
+    wallet.event(**payment("p1", "50.00", user_id="a"))
+    wallet.event(**payment("p2", "50.00", user_id="b"))
+    quote = wallet.post("/v1/quote", {k: v for k, v in payment("q", "50.00").items()
+                                      if k != "event_id"})
+    assert quote.status_code == 200
+    assert without_ids(quote.get_json()["rewards"]) == [
+        {"campaign_id": None, "kind": "points", "points": 50}]
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}
+
+
+# -- Redis away ------------------------------------------------------------------------------
+
+@pytest.fixture
+def unreachable_redis_app(database_url, redis_prefix, tmp_path):
+    # Port 1 on localhost: connections are refused at once, as when Redis is stopped.
+    settings = make_redis_settings(database_url, redis_prefix,
+                                   redis_url="redis://127.0.0.1:1/0")
+    with running_app(settings) as app:
+        yield app
+
+
+def test_without_redis_an_event_that_needs_a_reservation_gets_503(unreachable_redis_app, tmp_path):
+    app = unreachable_redis_app
+    install_campaigns(app, TEN_OFF_TWICE.replace("id: tenner", "id: tenner\nmerchants: [m_100]"),
+                      tmp_path)
+    wallet = new_wallet_client(app)
+    refused = wallet.event(**payment("p1", "50.00", merchant_id="m_100"))
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.get_json()["error"]["code"] == "unavailable"
+    assert table_counts(app) == (0, 0)
+    # Base points need no shared counter: those events are still recorded.
+    plain = wallet.event(**payment("p2", "50.00", merchant_id="m_999"))
+    assert plain.status_code == 201
+    assert without_ids(plain.get_json()["rewards"]) == [
+        {"campaign_id": None, "kind": "points", "points": 50}]
+    again = wallet.post("/v1/events", wallet.last_body)  # the database answers the replay
+    assert (again.status_code, again.data) == (200, plain.data)
+    quote = wallet.post("/v1/quote", {k: v for k, v in payment("q", "50.00").items()
+                                      if k != "event_id"})  # from the reconciled counts
+    assert (quote.status_code, campaign_ids(quote)) == (200, [None, "tenner"])
+    assert wallet.get("/v1/users/u_1/points").get_json()["points_balance"] == 50
+
+
+def test_while_redis_settles_after_losing_its_data_events_get_503(database_url, redis_prefix,
+                                                                   redis_client, tmp_path):
+    settings = make_redis_settings(database_url, redis_prefix, reservation_ttl_ms=1000,
+                                   reservation_grace_ms=500)
+    with running_app(settings) as app:
+        install_campaigns(app, TEN_OFF_TWICE, tmp_path)
+        wallet = new_wallet_client(app)
+        assert wallet.event(**payment("p1", "50.00", user_id="a")).status_code == 201
+        for key in redis_client.scan_iter(match=f"{redis_prefix}*"):
+            redis_client.delete(key)  # Redis restarted without persistence
+        settling = wallet.event(**payment("p2", "50.00", user_id="b"))
+        assert settling.status_code == 503
+        assert settling.headers["Retry-After"] == "2"  # 1.5 s of settling, rounded up
+        time.sleep(1.6)
+        assert campaign_ids(wallet.post("/v1/events", wallet.last_body)) == [None, "tenner"]
+        assert campaign_ids(wallet.event(**payment("p3", "50.00", user_id="c"))) == [None]
+        assert counters(app, "tenner") == {"tenner": (2000, 2)}
+
+
+# -- broadcasts ------------------------------------------------------------------------------
+
+def test_a_campaign_change_reaches_other_workers_by_broadcast(settings, tmp_path):
+    """Two apps on one database and Redis, as two worker processes: the first stops polling
+    (its poll interval is an hour) and still sees the second's change at once."""
+    with running_app(settings) as worker, running_app(settings) as operator:
+        from promo_engine.app import promo_service
+        service = promo_service(worker)
+        service.reload_interval = service.broadcast_reload_interval = 3600
+        wallet = new_wallet_client(worker)
+        assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None]
+        assert service.listener.connected.wait(5)
+        install_campaigns(operator, TEN_OFF_TWICE, tmp_path)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            quote = wallet.post("/v1/quote", {k: v for k, v in payment("q", "50.00").items()
+                                              if k != "event_id"})
+            if campaign_ids(quote) == [None, "tenner"]:
+                break
+            time.sleep(0.05)
+        assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None, "tenner"]
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+def test_each_client_is_limited_across_workers(database_url, redis_prefix):
+    settings = make_redis_settings(database_url, redis_prefix, api_rate_limit="3/minute")
+    with running_app(settings) as first, running_app(settings) as second:
+        one = new_wallet_client(first)
+        other = new_wallet_client(first)
+        one_on_second = type(one)(second.test_client(), one.key_id, one.secret)
+        assert one.get("/v1/users/u_1/points").status_code == 200
+        assert one_on_second.get("/v1/users/u_1/points").status_code == 200
+        assert one.get("/v1/users/u_1/points").status_code == 200
+        limited = one_on_second.get("/v1/users/u_1/points")
+        assert limited.status_code == 429
+        assert limited.get_json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert other.get("/v1/users/u_1/points").status_code == 200  # its own allowance
+        # An unsigned request with the client's key id spends nothing of its allowance.
+        anonymous = first.test_client().get("/v1/users/u_1/points",
+                                            headers={"X-Promo-Key": other.key_id})
+        assert anonymous.status_code == 401
+        assert other.get("/v1/users/u_1/points").status_code == 200
+        assert other.get("/v1/users/u_1/points").status_code == 200
+        assert other.get("/v1/users/u_1/points").status_code == 429
+
+
+def test_rate_limits_without_redis_count_per_process(database_url):
+    from conftest import make_settings
+    with running_app(make_settings(database_url, api_rate_limit="2/minute")) as app:
+        wallet = new_wallet_client(app)
+        assert [wallet.get("/v1/users/u_1/points").status_code for _ in range(3)] == [200, 200, 429]
+
+
+# -- reconciliation --------------------------------------------------------------------------
+
+def test_reconciliation_rebuilds_database_rows_and_redis_from_the_ledger(app, wallet, redis_client,
+                                                                         redis_prefix):
+    from promo_engine.app import promo_service
+    from promo_engine.extensions import db
+    from promo_engine.models import CampaignUsage
+    from promo_engine.reconcile import reconcile
+    wallet.event(**payment("p1", "50.00", user_id="a"))
+    # A worker killed between reserving and committing leaves its reservation behind.
+    service = promo_service(app)
+    from promo_engine.reservations import Request
+    leaked = service.reservations.reserve([Request("tenner", 1000, 1, 2000, None)]).reservation
+    assert leaked is not None
+    assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None]  # under-spend
+    with app.app_context():
+        done = reconcile(service.reservations)
+        assert (done.campaigns, done.counters) == (1, 1)
+        row = db.session.get(CampaignUsage, "tenner")
+        assert (row.spent, row.redemptions) == (1000, 1)
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}  # in flight until its deadline
+    redis_client.zadd(f"{redis_prefix}:inflight", {leaked.id: 0})  # its deadline long past
+    with app.app_context():
+        reconcile(service.reservations)
+    assert counters(app, "tenner") == {"tenner": (1000, 1)}
+    assert campaign_ids(wallet.event(**payment("p3", "50.00", user_id="c"))) == [None, "tenner"]
+
+
+def test_the_leading_scheduler_reconciles_on_schedule(app, wallet):
+    from promo_engine.extensions import db
+    from promo_engine.models import CampaignUsage
+    from promo_engine.scheduler import RECONCILE_JOB, CampaignScheduler
+    wallet.event(**payment("p1", "50.00", user_id="a"))
+    scheduler = CampaignScheduler(app)
+    assert scheduler.reconcile() is None  # not leading: does nothing
+    scheduler.start()  # alone (no lease): it leads
+    try:
+        job = scheduler.aps.get_job(RECONCILE_JOB)
+        assert job.trigger.interval.total_seconds() == 60
+        done = scheduler.reconcile()
+        assert (done.campaigns, done.counters) == (1, 1)
+        with app.app_context():
+            row = db.session.get(CampaignUsage, "tenner")
+            assert (row.spent, row.redemptions) == (1000, 1)
+    finally:
+        scheduler.stop()
+
+
+def test_reconcile_command(database_url, redis_prefix, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from promo_engine.cli import main
+    settings = make_redis_settings(database_url, redis_prefix)
+    with running_app(settings) as app:
+        install_campaigns(app, TEN_OFF_TWICE, tmp_path)
+        new_wallet_client(app).event(**payment("p1", "50.00", user_id="a"))
+    monkeypatch.chdir(tmp_path)
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": settings.secret_key,
+           "PROMO_REDIS_PREFIX": redis_prefix}
+    with_redis = CliRunner(env={**env, "REDIS_URL": settings.redis_url}).invoke(main, ["reconcile"])
+    assert (with_redis.exit_code, with_redis.output) == (0, "reconciled 1 campaigns, 1 Redis counters\n")
+    without = CliRunner(env={**env, "REDIS_URL": None}).invoke(main, ["reconcile"])
+    assert without.exit_code == 2
+    assert "pass --offline, with every worker stopped" in without.output
+    offline = CliRunner(env={**env, "REDIS_URL": None}).invoke(main, ["reconcile", "--offline"])
+    assert (offline.exit_code, offline.output) == (0, "reconciled 1 campaigns\n")
+    with running_app(make_redis_settings(database_url, redis_prefix)) as app:
+        assert counters(app, "tenner") == {"tenner": (1000, 1)}
