@@ -39,8 +39,10 @@ from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDaily
 from .replay_cache import ReplayCache
 from .reservations import NotReady, Request, Reservation, Reservations
 from .rewards import POINTS, VOUCHER, Reward
+from .throttled_log import ThrottledWarning
 
 log = logging.getLogger(__name__)
+redis_trouble = ThrottledWarning(log)
 
 VOUCHER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a till
 
@@ -330,7 +332,8 @@ class Ledger:
             try:
                 self.reservations.release(reservation)
             except redis.RedisError as exc:
-                log.warning("could not release reservation %s: %s", reservation.id, exc)
+                redis_trouble.warning("could not release a reservation (it settles at its "
+                                      "deadline): %s", exc)
         held.clear()
 
     def _after_commit(self, client_id: str, event_id: str, request_hash: str,
@@ -348,8 +351,9 @@ class Ledger:
                 self.replays.put(pipe, client_id, event_id, request_hash, recorded.body)
             pipe.execute()
         except redis.RedisError as exc:
-            log.warning("event %s committed; could not confirm its reservations in Redis "
-                        "(they settle at their deadline): %s", event_id, exc)
+            redis_trouble.warning("an event committed, but Redis could not be told (its "
+                                  "reservations settle at their deadline; replays are answered "
+                                  "by the database): %s", exc)
 
     # -- new events ----------------------------------------------------------------
 

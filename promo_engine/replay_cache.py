@@ -12,7 +12,10 @@ import logging
 
 import redis
 
+from .throttled_log import ThrottledWarning
+
 log = logging.getLogger(__name__)
+unavailable = ThrottledWarning(log)
 
 
 class ReplayCache:
@@ -30,7 +33,7 @@ class ReplayCache:
         try:
             value = self.client.get(self.key(client_id, event_id))
         except redis.RedisError as exc:
-            log.warning("replay cache unavailable, asking the database: %s", exc)
+            unavailable.warning("replay cache unavailable, asking the database: %s", exc)
             return None
         if value is None:
             return None

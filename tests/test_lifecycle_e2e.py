@@ -73,7 +73,7 @@ def test_campaign_applied_ahead_opens_on_time_and_closes_through_the_http_api(tm
             try:
                 if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or busy starting
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)

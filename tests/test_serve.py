@@ -57,7 +57,7 @@ def server(tmp_path, environ):
             try:
                 if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or busy starting
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"server not up in {START_TIMEOUT} s:\n{log_path.read_text()}")

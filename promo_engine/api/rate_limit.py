@@ -16,9 +16,11 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from ..throttled_log import ThrottledWarning
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
+unavailable = ThrottledWarning(log)
 
 NAMESPACE = "api-client"
 
@@ -38,7 +40,7 @@ class ClientRateLimit:
                 return
             reset_at = self.limiter.get_window_stats(self.item, NAMESPACE, client_id).reset_time
         except Exception as exc:  # the storage's own errors vary by backend and version
-            log.warning("rate limit storage unavailable, request let through: %s", exc)
+            unavailable.warning("rate limit storage unavailable, requests let through: %s", exc)
             return
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise ApiError(429, "rate_limited",
