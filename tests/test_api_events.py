@@ -147,9 +147,29 @@ def test_points_of_unknown_user_are_zero(wallet):
         "user_id": "nobody", "points_balance": 0, "entries": [], "next_cursor": None}
 
 
+def _cursor_of(before) -> str:
+    import base64
+    return base64.urlsafe_b64encode(json.dumps({"before": before}).encode()).decode().rstrip("=")
+
+
+def _nested_cursor() -> str:
+    import base64
+    return base64.urlsafe_b64encode(b"[" * 50_000).decode().rstrip("=")
+
+
+def test_a_user_id_with_a_trailing_newline_is_refused(wallet):
+    response = wallet.get("/v1/users/u%0A/points")
+    assert response.status_code == 422
+    assert list(response.get_json()["error"]["fields"]) == ["user_id"]
+
+
 @pytest.mark.parametrize("query, field", [("limit=0", "limit"), ("limit=501", "limit"),
                                           ("limit=abc", "limit"), ("cursor=%%%", "cursor"),
-                                          ("cursor=eyJiZWZvcmUiOiAieCJ9", "cursor")])
+                                          ("cursor=eyJiZWZvcmUiOiAieCJ9", "cursor"),
+                                          ("limit=%D9%A1", "limit"),  # an Arabic-Indic 1
+                                          (f"cursor={_cursor_of(10**30)}", "cursor"),
+                                          (f"cursor={_cursor_of(2**63)}", "cursor"),
+                                          (f"cursor={_nested_cursor()}", "cursor")])
 def test_points_query_errors_name_the_parameter(wallet, query, field):
     response = wallet.get(f"/v1/users/u_1/points?{query}")
     assert response.status_code == 422

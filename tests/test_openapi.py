@@ -7,7 +7,9 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from wallet import OPEN_RANGE, activation, install_campaigns, new_wallet_client, payment, refund
+from conftest import running_app
+from wallet import (OPEN_RANGE, WalletClient, activation, install_campaigns, new_wallet_client,
+                    payment, refund)
 
 CAMPAIGNS = f"""
 id: dining
@@ -129,3 +131,94 @@ def test_unsigned_campaigns_request_gets_described_401(app, openapi):
     response = app.test_client().get("/v1/campaigns")
     assert response.status_code == 401
     conforms(openapi, response, request_too=False)
+
+
+SIGNED_OPERATIONS = [("/v1/events", "post"), ("/v1/quote", "post"),
+                     ("/v1/users/{user_id}/points", "get"), ("/v1/campaigns", "get")]
+
+
+@pytest.mark.parametrize("path, method", SIGNED_OPERATIONS)
+def test_every_signed_operation_documents_what_any_signed_request_can_meet(app, path, method):
+    """The signature (401) is checked after the body is read (413); the per-client rate
+    limit (429) and a backing service that is down (503) can answer any of them, with
+    Retry-After."""
+    responses = app.test_client().get("/v1/openapi.json").get_json()["paths"][path][method][
+        "responses"]
+    for status in ("401", "413", "422", "429", "503"):
+        assert responses[status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"}, status
+    for status in ("429", "503"):
+        assert responses[status]["headers"]["Retry-After"]["required"] is True
+    assert "Retry-After" not in responses["401"].get("headers", {})
+
+
+def test_request_description_states_the_programs_rules(app):
+    schemas = app.test_client().get("/v1/openapi.json").get_json()["components"]["schemas"]
+    event, quote = schemas["EventRequest"], schemas["QuoteRequest"]
+    assert event["properties"]["type"]["enum"] == ["activation", "payment", "refund"]
+    assert quote["properties"]["type"]["enum"] == ["activation", "payment"]
+    assert event["properties"]["currency"]["enum"] == ["CNY"]
+    assert event["properties"]["amount"]["pattern"] == (
+        r"^([0-9]{1,9}(\.[0-9]{1,2})?|1000000000(\.0{1,2})?)$")
+    assert event["dependentRequired"] == {"amount": ["currency"], "currency": ["amount"]}
+    assert "original_event_id" not in quote["properties"]
+    assert schemas["Reward"]["properties"]["amount"]["pattern"] == r"^-?[0-9]+\.[0-9]{2}$"
+
+
+@pytest.mark.parametrize("body, valid", [
+    (payment("p1", "10.00"), True),
+    (activation("a1"), True),
+    (refund("r1", "p1", "1.00"), True),
+    ({k: v for k, v in payment("p1", "10.00").items() if k != "merchant_id"}, False),
+    ({k: v for k, v in payment("p1", "10.00").items() if k != "currency"}, False),
+    ({**activation("a1"), "currency": "CNY"}, False),
+    ({k: v for k, v in refund("r1", "p1", "1.00").items() if k != "original_event_id"}, False),
+    ({**payment("p1", "10.00"), "original_event_id": "p0"}, False),
+    ({**payment("p1", "10.00"), "amount": "10.001"}, False),
+    ({**payment("p1", "10.00"), "amount": "1000000000.00"}, True),
+    ({**payment("p1", "10.00"), "amount": "1000000000.01"}, False),
+    ({**payment("p1", "10.00"), "currency": "USD"}, False),
+    ({**activation("a1"), "attributes": {"bad name": 1}}, False),
+])
+def test_request_description_agrees_with_the_server(app, body, valid):
+    """What the description's JSON Schema accepts, the server accepts, and the reverse."""
+    from jsonschema import Draft202012Validator
+    doc = app.test_client().get("/v1/openapi.json").get_json()
+    schema = {**doc["components"]["schemas"]["EventRequest"],
+              "$defs": doc["components"]["schemas"]}
+    assert Draft202012Validator(schema).is_valid(body) == valid
+    wallet = new_wallet_client(app)
+    wallet.event(**payment("p1", "10.00"))
+    response = wallet.event(**body)
+    assert (response.status_code in (200, 201, 409)) == valid, response.get_data(as_text=True)
+
+
+def test_unavailable_database_gets_described_503(openapi):
+    from conftest import make_settings
+    from promo_engine.app import create_app
+    from promo_engine.extensions import db
+    down = create_app(make_settings("sqlite:////nonexistent-directory/promo.db"),
+                      test_config={"TESTING": True})
+    try:
+        body = json.dumps(payment("p1", "1.00")).encode()
+        wallet = WalletClient(down.test_client(), "pk_x", "secret")
+        response = wallet.post("/v1/events", body)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        conforms(openapi, response, body, request_too=False)
+    finally:
+        with down.app_context():
+            db.engine.dispose()
+
+
+def test_rate_limited_client_gets_described_429(settings):
+    from dataclasses import fields, replace
+    if "api_rate_limit" not in {f.name for f in fields(settings)}:
+        pytest.skip("no per-client rate limit in this build")
+    with running_app(replace(settings, api_rate_limit="2/minute")) as app:
+        openapi = OpenAPI.from_dict(app.test_client().get("/v1/openapi.json").get_json())
+        wallet = new_wallet_client(app)
+        responses = [wallet.get("/v1/campaigns") for _ in range(3)]
+        assert [r.status_code for r in responses] == [200, 200, 429]
+        assert int(responses[-1].headers["Retry-After"]) >= 1
+        conforms(openapi, responses[-1])

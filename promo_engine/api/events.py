@@ -24,13 +24,24 @@ from .schemas import (ID_MESSAGE, ID_PATTERN, EventRequestSchema, QuoteRequestSc
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+MAX_ROW_ID = 2**63 - 1  # BIGINT
+
+
+def _request_schema(service, quote: bool):
+    """One schema per kind and service: building one costs more than validating a body,
+    and loading keeps no state on the instance, so threads share it."""
+    schemas = service.request_schemas
+    schema = schemas.get(quote)
+    if schema is None:
+        schema_class = QuoteRequestSchema if quote else EventRequestSchema
+        schema = schemas[quote] = schema_class(event_types=service.registry.event_types,
+                                               currency=service.settings.currency,
+                                               now=lambda: service.clock())
+    return schema
 
 
 def _validated_event(body: dict, *, quote: bool):
-    service = promo_service()
-    schema_class = QuoteRequestSchema if quote else EventRequestSchema
-    schema = schema_class(event_types=service.registry.event_types,
-                          currency=service.settings.currency, now=service.clock)
+    schema = _request_schema(promo_service(), quote)
     try:
         return schema.load(body)
     except ValidationError as exc:
@@ -84,17 +95,22 @@ def quote():
 def _page_arguments() -> tuple[int, int | None]:
     errors = {}
     limit_text = request.args.get("limit", str(DEFAULT_PAGE))
-    limit = int(limit_text) if re.fullmatch(r"\d{1,4}", limit_text) else 0
+    limit = int(limit_text) if re.fullmatch(r"[0-9]{1,4}", limit_text) else 0
     if not 1 <= limit <= MAX_PAGE:
         errors["limit"] = [f"must be a whole number from 1 to {MAX_PAGE}"]
     before = None
     cursor = request.args.get("cursor")
     if cursor is not None:
         try:
-            before = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())["before"]
-            if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+            # Our cursors are short base64url text: anything else is refused before decoding
+            # (a crafted one could nest JSON deep enough to exhaust the stack).
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cursor):
                 raise ValueError
-        except (ValueError, KeyError, TypeError, UnicodeError):
+            before = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())["before"]
+            if not isinstance(before, int) or isinstance(before, bool) or \
+                    not 1 <= before <= MAX_ROW_ID:
+                raise ValueError
+        except (ValueError, KeyError, TypeError, UnicodeError, RecursionError):
             errors["cursor"] = ["is not a cursor returned by this endpoint"]
     if errors:
         raise ApiError(422, "validation_error", "invalid query parameters", fields=errors)
@@ -107,7 +123,7 @@ def _cursor(before: int) -> str:
 
 @bp.get("/v1/users/<user_id>/points")
 def user_points(user_id: str):
-    if not re.match(ID_PATTERN, user_id):
+    if not re.fullmatch(ID_PATTERN, user_id):
         raise ApiError(422, "validation_error", "invalid user_id", fields={"user_id": [ID_MESSAGE]})
     limit, before = _page_arguments()
     user = db.session.get(UserRecord, user_id)

@@ -7,21 +7,53 @@ from flask import current_app, jsonify
 
 from .. import __version__
 from . import bp
-from .schemas import (CampaignsResponseSchema, ErrorSchema, EventRequestSchema,
+from .schemas import (ATTRIBUTE_NAMES, CampaignsResponseSchema, ErrorSchema, EventRequestSchema,
                       EventResponseSchema, PointsResponseSchema, QuoteRequestSchema,
-                      QuoteResponseSchema)
+                      QuoteResponseSchema, amount_pattern)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
 
+ERRORS = {
+    400: "malformed JSON (not UTF-8, duplicate keys, NaN, ...)",
+    401: "missing or invalid signature, or a timestamp more than 300 s off",
+    404: "no such resource (e.g. a user_id holding a /)",
+    409: "event_id already used with a different body",
+    413: "body over 64 KiB (checked before the signature)",
+    415: "not Content-Type: application/json in UTF-8",
+    422: "validation_error (events also: unknown_payment, refund_exceeds_payment)",
+    429: "this client sends too many requests; retry after Retry-After seconds",
+    503: "database or Redis unavailable; retry after Retry-After seconds",
+}
+# Every signed operation: the signature check (401), which reads the body first (413), and
+# what any signed request can meet (per-client rate limit, a backing service down).
+SIGNED_ERRORS = (401, 413, 429, 503)
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
+                               "required": True,
+                               "schema": {"type": "integer", "minimum": 0}}}
+
 
 def _errors(*statuses: int) -> dict:
-    described = {400: "malformed JSON", 401: "missing or invalid signature",
-                 404: "not found", 409: "event_id reused with a different body",
-                 413: "body over 64 KiB", 415: "not application/json",
-                 422: "validation error, unknown or over-refunded payment",
-                 503: "database or Redis unavailable; retry after Retry-After seconds"}
-    return {str(s): {"description": described[s],
-                     "content": {"application/json": {"schema": "Error"}}} for s in statuses}
+    responses = {}
+    for status in sorted(set(statuses)):
+        response = {"description": ERRORS[status],
+                    "content": {"application/json": {"schema": "Error"}}}
+        if status in (429, 503):
+            response["headers"] = RETRY_AFTER
+        responses[str(status)] = response
+    return responses
+
+
+def _complete(doc: dict, currency: str) -> None:
+    """What apispec cannot say from the fields: money in responses has exactly the
+    currency's minor digits (negative in reversals); attribute names are identifiers."""
+    schemas = doc["components"]["schemas"]
+    schemas["Reward"]["properties"]["amount"]["pattern"] = amount_pattern(
+        currency, signed=True, exact=True)
+    schemas["Reward"]["properties"]["currency"]["enum"] = [currency]
+    schemas["Voucher"]["properties"]["amount"]["pattern"] = amount_pattern(currency, exact=True)
+    schemas["Voucher"]["properties"]["currency"]["enum"] = [currency]
+    for request in ("EventRequest", "QuoteRequest"):
+        schemas[request]["properties"]["attributes"]["propertyNames"] = ATTRIBUTE_NAMES
 
 
 def build_spec(event_types, currency: str) -> dict:
@@ -35,8 +67,10 @@ def build_spec(event_types, currency: str) -> dict:
         spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header})
     request_schema = EventRequestSchema(event_types=event_types, currency=currency)
     quote_schema = QuoteRequestSchema(event_types=event_types, currency=currency)
-    spec.components.schema("EventRequest", schema=request_schema)
-    spec.components.schema("QuoteRequest", schema=quote_schema)
+    spec.components.schema("EventRequest", request_schema.json_schema_rules(),
+                           schema=request_schema)
+    spec.components.schema("QuoteRequest", quote_schema.json_schema_rules(),
+                           schema=quote_schema)
     spec.components.schema("EventResponse", schema=EventResponseSchema)
     spec.components.schema("QuoteResponse", schema=QuoteResponseSchema)
     spec.components.schema("PointsResponse", schema=PointsResponseSchema)
@@ -54,14 +88,14 @@ def build_spec(event_types, currency: str) -> dict:
                     "headers": {"Idempotent-Replayed": {"schema": {"type": "string",
                                                                    "enum": ["true"]}}},
                     "content": json_of("EventResponse")},
-            **_errors(400, 401, 409, 413, 415, 422, 503)}}})
+            **_errors(400, 409, 415, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/quote", operations={"post": {
         "summary": "Evaluate a payment without side effects",
         "security": SIGNED,
         "requestBody": {"required": True, "content": json_of("QuoteRequest")},
         "responses": {"200": {"description": "what would be granted now",
                               "content": json_of("QuoteResponse")},
-                      **_errors(400, 401, 413, 415, 422, 503)}}})
+                      **_errors(400, 415, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/users/{user_id}/points", operations={"get": {
         "summary": "A user's points balance and ledger entries, newest first",
         "security": SIGNED,
@@ -71,10 +105,11 @@ def build_spec(event_types, currency: str) -> dict:
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
             {"name": "cursor", "in": "query", "required": False,
-             "schema": {"type": "string"}}],
+             "description": "next_cursor of the previous page",
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}}],
         "responses": {"200": {"description": "balance and entries",
                               "content": json_of("PointsResponse")},
-                      **_errors(401, 422, 503)}}})
+                      **_errors(404, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/campaigns", operations={"get": {
         "summary": "The open campaigns, for the wallet to show (no budget internals)",
         "security": SIGNED,
@@ -85,12 +120,14 @@ def build_spec(event_types, currency: str) -> dict:
              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}}],
         "responses": {"200": {"description": "open campaigns, highest priority first",
                               "content": json_of("CampaignsResponse")},
-                      **_errors(401, 422, 503)}}})
+                      **_errors(422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/openapi.json", operations={"get": {
         "summary": "This description (no signature needed)",
         "responses": {"200": {"description": "OpenAPI 3.1 document",
                               "content": {"application/json": {"schema": {"type": "object"}}}}}}})
-    return spec.to_dict()
+    doc = spec.to_dict()
+    _complete(doc, currency)
+    return doc
 
 
 @bp.get("/v1/openapi.json")

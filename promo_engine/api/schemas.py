@@ -17,20 +17,41 @@ from ..event import ACTIVATION, PAYMENT, REFUND, Event
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 ID_MESSAGE = "must be 1-64 characters of A-Z a-z 0-9 _ . : -"
 MAX_FUTURE = timedelta(seconds=300)
+# Nothing a wallet records happened before the Unix epoch, and a bound keeps every later
+# step (time zones, day boundaries, expiry dates) clear of datetime's year 1 and 9999.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_TEXT = 256
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                               r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# apispec drops propertyNames from field metadata; openapi.py adds it to "attributes"
+ATTRIBUTE_NAMES = {"pattern": "^" + ATTRIBUTE_NAME.pattern + "$"}
+
+
+class FullMatch(validate.Regexp):
+    """`validate.Regexp` on the whole value.
+
+    marshmallow's Regexp uses `re.match`, where `$` also matches before a final newline, so
+    "u_1\n" would pass `^...$`. The pattern (written for the OpenAPI description, where `$`
+    is the end of the text) must match all of the value here.
+    """
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 def identifier(**kwargs) -> fields.String:
-    return fields.String(validate=validate.Regexp(ID_PATTERN, error=ID_MESSAGE), **kwargs)
+    return fields.String(validate=FullMatch(ID_PATTERN, error=ID_MESSAGE), **kwargs)
 
 
 class Timestamp(fields.Field):
     """RFC 3339 with an explicit offset; returned as an aware UTC datetime."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not re.match(
-                r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", value):
+        if not isinstance(value, str) or not TIMESTAMP_PATTERN.fullmatch(value):
             raise ValidationError("must be an RFC 3339 timestamp with offset, "
                                   "e.g. 2026-11-22T10:30:00+08:00")
         text = value.replace("z", "Z").replace("t", "T")
@@ -38,10 +59,14 @@ class Timestamp(fields.Field):
         if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
             text = text.replace(fraction.group(0), "." + fraction.group(1)[:6])
         try:
-            parsed = datetime.fromisoformat(text)
+            parsed = datetime.fromisoformat(text).astimezone(timezone.utc)
         except ValueError:
             raise ValidationError("is not a valid date and time") from None
-        return parsed.astimezone(timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            raise ValidationError("is out of range") from None
+        if parsed < EARLIEST:
+            raise ValidationError("must not be before 1970-01-01T00:00:00Z")
+        return parsed
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else value.astimezone(timezone.utc).isoformat()
@@ -64,7 +89,7 @@ class Attributes(fields.Field):
             raise ValidationError(f"at most {MAX_ATTRIBUTES} keys")
         errors, result = {}, {}
         for key, item in value.items():
-            if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", key):
+            if not ATTRIBUTE_NAME.fullmatch(key):
                 errors[key] = ["attribute names are 1-64 characters of A-Z a-z 0-9 _ . : -"]
             elif isinstance(item, bool):
                 result[key] = item
@@ -96,19 +121,28 @@ class EventRequestSchema(Schema):
     type = fields.String(required=True, metadata={"description": "activation, payment or refund "
                                                   "(plugins may register more)"})
     user_id = identifier(required=True)
-    occurred_at = Timestamp(required=True, metadata={"type": "string", "format": "date-time"})
-    merchant_id = identifier()
-    amount = AmountText(metadata={"description": "decimal string, e.g. \"128.50\"",
+    occurred_at = Timestamp(required=True, metadata={
+        "type": "string", "format": "date-time",
+        "description": "RFC 3339 with offset; at most 300 s in the future, not before "
+                       "1970-01-01T00:00:00Z"})
+    merchant_id = identifier(metadata={"description": "required for payment and refund"})
+    amount = AmountText(metadata={"description": "required for payment and refund: a decimal "
+                                                 "string > 0 and at most 1000000000, with at "
+                                                 "most the currency's minor digits",
                                   "example": "128.50"})
-    currency = fields.String(metadata={"description": "ISO 4217", "example": "CNY"})
-    mcc = fields.String(validate=validate.Regexp(r"^\d{4}$", error="must be 4 digits"))
-    channel = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,32}$",
-                                                     error="must be 1-32 characters of "
-                                                           "A-Z a-z 0-9 _ . : -"))
-    original_event_id = identifier()
-    attributes = Attributes(metadata={"type": "object", "maxProperties": MAX_ATTRIBUTES,
-                                      "additionalProperties": {
-                                          "type": ["string", "number", "boolean"]}})
+    currency = fields.String(metadata={"description": "ISO 4217, the program's currency; "
+                                                      "required with amount",
+                                       "example": "CNY"})
+    mcc = fields.String(validate=FullMatch(r"^[0-9]{4}$", error="must be 4 digits"))
+    channel = fields.String(validate=FullMatch(r"^[A-Za-z0-9_.:-]{1,32}$",
+                                               error="must be 1-32 characters of "
+                                                     "A-Z a-z 0-9 _ . : -"))
+    original_event_id = identifier(metadata={"description": "refunds only, and required "
+                                                             "for them: the payment's event_id"})
+    attributes = Attributes(metadata={
+        "type": "object", "maxProperties": MAX_ATTRIBUTES,
+        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT},
+                                           {"type": ["number", "boolean"]}]}})
 
     quote = False
 
@@ -117,6 +151,33 @@ class EventRequestSchema(Schema):
         self.event_types = event_types
         self.program_currency = currency
         self.now = now or (lambda: datetime.now(timezone.utc))
+        self._describe_program()
+
+    def _describe_program(self) -> None:
+        """This program's event types, currency and money digits, for the description."""
+        types = sorted(t for t in self.event_types if not (self.quote and t == REFUND))
+        self._describe("type", enum=types)
+        self._describe("currency", enum=[self.program_currency])
+        self._describe("amount", pattern=amount_pattern(self.program_currency))
+
+    def _describe(self, name: str, **metadata) -> None:
+        field = self.fields[name]
+        field.metadata = {**field.metadata, **metadata}  # this instance's own copy
+
+    def json_schema_rules(self) -> dict:
+        """The cross-field rules of `check_event` that JSON Schema can state, for the
+        OpenAPI description (money and time limits are in the field descriptions)."""
+        money_types = [PAYMENT] if self.quote else [PAYMENT, REFUND]
+        rules: list[dict] = [
+            {"if": {"properties": {"type": {"enum": money_types}}, "required": ["type"]},
+             "then": {"required": ["merchant_id", "amount", "currency"]}}]
+        if not self.quote:
+            rules.append({"if": {"properties": {"type": {"const": REFUND}},
+                                 "required": ["type"]},
+                          "then": {"required": ["original_event_id"]},
+                          "else": {"not": {"required": ["original_event_id"]}}})
+        return {"allOf": rules,
+                "dependentRequired": {"amount": ["currency"], "currency": ["amount"]}}
 
     @validates_schema(skip_on_field_errors=False)
     def check_event(self, data, **kwargs):
@@ -172,8 +233,28 @@ class EventRequestSchema(Schema):
 class QuoteRequestSchema(EventRequestSchema):
     """The body of POST /v1/quote: a payment (or activation); event_id is optional."""
 
+    class Meta(EventRequestSchema.Meta):
+        exclude = ("original_event_id",)  # only refunds have one, and they cannot be quoted
+
     quote = True
     event_id = identifier(metadata={"description": "optional; echoed back"})
+
+
+def amount_pattern(currency: str, *, signed: bool = False, exact: bool = False) -> str:
+    """The money text of `currency`.
+
+    Requests: at most its minor digits, and at most 1000000000 (> 0 is in the description:
+    a pattern for it would be unreadable). Responses (`exact`): exactly its minor digits,
+    negative in reversals (`signed`).
+    """
+    digits = money.minor_digits(currency)
+    if exact:
+        whole = "-?[0-9]+" if signed else "[0-9]+"
+        return f"^{whole}\\.[0-9]{{{digits}}}$" if digits else f"^{whole}$"
+    if not digits:
+        return "^([0-9]{1,9}|1000000000)$"
+    return (f"^([0-9]{{1,9}}(\\.[0-9]{{1,{digits}}})?"
+            f"|1000000000(\\.0{{1,{digits}}})?)$")
 
 
 # ---- responses (documentation for the OpenAPI description; bodies are built in ledger.py)
