@@ -490,9 +490,15 @@ class Ledger:
 
     def _build_counters(self, campaign_ids) -> None:
         """Counters for campaigns Redis has none for (new, or Redis lost its data)."""
-        t0 = self.reservations.clock_ms()
-        if self.reservations.rebuild(t0, ledger_usage(campaign_ids), only_missing=True) < 0:
-            raise NotReady(1000)  # the ledger read took too long to be used safely
+        token = self.reservations.try_build()
+        if token is None:
+            raise NotReady(1000)  # another worker is building them
+        try:
+            t0 = self.reservations.clock_ms()
+            if self.reservations.rebuild(t0, ledger_usage(campaign_ids), only_missing=True) < 0:
+                raise NotReady(1000)  # the ledger read took too long to be used safely
+        finally:
+            self.reservations.built(token)
 
     # -- refunds -------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import redis
 log = logging.getLogger(__name__)
 
 NO_LIMIT = -1
+BUILD_LOCK_MS = 30_000  # longest a ledger read for missing counters may hold the build lock
 
 # KEYS: epoch, inflight, payloads, usage keys...
 # ARGV: reservation id, deadline (ms), settle (ms), payload, then per usage key:
@@ -129,6 +130,12 @@ if ARGV[2] == '1' then
 end
 if payload then redis.call('ZADD', KEYS[3], now, ARGV[1] .. ' ' .. payload) end
 return 1
+"""
+
+# Deletes a lock only if it still holds this token. KEYS: lock; ARGV: token
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # Step one of reconciliation: the Redis clock (T0), read before the ledger is.
@@ -257,6 +264,7 @@ class Reservations:
         self._confirm = client.register_script(_CONFIRM)
         self._clock = client.register_script(_CLOCK)
         self._reconcile = client.register_script(_RECONCILE)
+        self._unlock = client.register_script(_UNLOCK)
 
     @property
     def settle_ms(self) -> int:
@@ -331,6 +339,20 @@ class Reservations:
         return result
 
     # -- reconciliation ----------------------------------------------------------------
+
+    def try_build(self) -> str | None:
+        """A token if this worker may build these counters now, None if another is on it.
+
+        After Redis lost its data every worker finds every counter missing at once; one
+        reads the ledger while the others answer 503 for a moment, instead of all of them
+        running the same aggregate over the rewards table."""
+        token = secrets.token_hex(8)
+        key = f"{self.prefix}:building"
+        return token if self.client.set(key, token, nx=True, px=BUILD_LOCK_MS) else None
+
+    def built(self, token: str) -> None:
+        """Let the next build go (only if the lock is still this worker's)."""
+        self._unlock(keys=[f"{self.prefix}:building"], args=[token])
 
     def clock_ms(self) -> int:
         """Redis's clock: read before the ledger sums that are passed to `rebuild`."""

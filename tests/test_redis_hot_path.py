@@ -74,6 +74,19 @@ def test_counters_are_built_from_the_ledger_when_redis_has_none(app, wallet, red
     assert counters(app, "tenner") == {"tenner": (2000, 2)}
 
 
+def test_while_another_worker_builds_the_counters_an_event_gets_503(app, wallet, redis_client,
+                                                                     redis_prefix):
+    wallet.event(**payment("p1", "50.00", user_id="a"))
+    redis_client.delete(f"{redis_prefix}:usage:tenner")
+    redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)
+    busy = wallet.event(**payment("p2", "50.00", user_id="b"))
+    assert (busy.status_code, busy.headers["Retry-After"]) == (503, "1")
+    assert table_counts(app) == (1, 2)
+    redis_client.delete(f"{redis_prefix}:building")
+    assert campaign_ids(wallet.post("/v1/events", wallet.last_body)) == [None, "tenner"]
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}
+
+
 def test_a_full_exclusive_campaign_lets_lower_ones_apply(app, tmp_path):
     install_campaigns(app, f"""
 id: vip

@@ -206,3 +206,14 @@ def test_many_threads_never_take_one_over_the_budget(reservations):
         thread.join()
     assert len(granted) == 100  # 700 / 7, out of 400 attempts
     assert reservations.counters(["a", "b"]) == {"a": (700, 100), "b": (100, 100)}
+
+
+def test_one_worker_at_a_time_builds_missing_counters(reservations, redis_client, redis_prefix):
+    first = reservations.try_build()
+    assert first is not None
+    assert reservations.try_build() is None  # the others answer 503 meanwhile
+    assert 0 < redis_client.pttl(f"{redis_prefix}:building") <= 30_000
+    reservations.built("not-the-token")  # a late worker whose lock expired frees nothing
+    assert reservations.try_build() is None
+    reservations.built(first)
+    assert reservations.try_build() is not None
