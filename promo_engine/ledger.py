@@ -24,7 +24,8 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import redis
-from sqlalchemy import Date, and_, insert, null, select, type_coerce, union_all, update
+from sqlalchemy import (Date, and_, bindparam, insert, null, select, type_coerce, union_all,
+                        update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -163,8 +164,9 @@ def _insert(table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-# The hot path's statements run on the tables through the session's connection: the ORM's
-# statement handling costs more than the round trip itself, and nothing here needs objects.
+# The hot path's statements are built once per database dialect, with bound parameters, and
+# run on the session's connection: building a statement, and the ORM's handling of it, cost
+# more than the round trip itself, and nothing here needs ORM objects.
 _users = UserRecord.__table__
 _events = EventRecord.__table__
 _rewards = RewardRecord.__table__
@@ -172,16 +174,56 @@ _uses = UserCampaignUsage.__table__
 _daily_uses = UserCampaignDailyUsage.__table__
 
 
+class _Statements:
+    def __init__(self, dialect: str):
+        insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # A no-op ON CONFLICT DO UPDATE locks an existing row as FOR UPDATE would.
+        self.lock_user = (
+            insert_for(_users).values(user_id=bindparam("user_id"), activations=0, payments=0,
+                                      points_balance=0, created_at=bindparam("now"))
+            .on_conflict_do_update(index_elements=["user_id"], set_={"user_id": _users.c.user_id})
+            .returning(_users.c.activations, _users.c.payments, _users.c.points_balance))
+        self.campaign_uses = union_all(
+            select(_uses.c.campaign_id, type_coerce(null(), Date).label("day"), _uses.c.uses)
+            .where(_uses.c.user_id == bindparam("user_id")),
+            select(_daily_uses.c.campaign_id, _daily_uses.c.day, _daily_uses.c.uses)
+            .where(_daily_uses.c.user_id == bindparam("user_id"),
+                   _daily_uses.c.day.between(bindparam("first_day", type_=Date),
+                                             bindparam("last_day", type_=Date))))
+        self.insert_event = (
+            insert_for(_events).on_conflict_do_nothing(index_elements=["client_id", "event_id"])
+            .returning(_events.c.id))
+        self.insert_rewards = insert(_rewards)
+        uses = insert_for(_uses)
+        self.count_use = uses.on_conflict_do_update(
+            index_elements=["campaign_id", "user_id"], set_={"uses": _uses.c.uses + uses.excluded.uses})
+        daily = insert_for(_daily_uses)
+        self.count_daily_use = daily.on_conflict_do_update(
+            index_elements=["campaign_id", "user_id", "day"],
+            set_={"uses": _daily_uses.c.uses + daily.excluded.uses})
+        self.update_user = (
+            update(_users).where(_users.c.user_id == bindparam("user_id_"))
+            .values(activations=_users.c.activations + bindparam("activated"),
+                    payments=_users.c.payments + bindparam("paid"),
+                    points_balance=bindparam("balance")))
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements() -> _Statements:
+    dialect = db.session.get_bind().dialect.name
+    statements = _STATEMENTS.get(dialect)
+    if statements is None:
+        statements = _STATEMENTS[dialect] = _Statements(dialect)
+    return statements
+
+
 def lock_user(user_id: str, occurred_at: datetime) -> UserState:
-    """Create the user's row if new and lock it until commit, in one statement (a no-op
-    ON CONFLICT DO UPDATE locks the existing row as FOR UPDATE would); then the counters,
-    read after the lock, so the last event of this user is always counted."""
+    """Create the user's row if new and lock it until commit, in one statement; then the
+    counters, read after the lock, so the last event of this user is always counted."""
     user = db.session.connection().execute(
-        _insert(_users).values(user_id=user_id, activations=0, payments=0,
-                               points_balance=0, created_at=utcnow())
-        .on_conflict_do_update(index_elements=["user_id"], set_={"user_id": _users.c.user_id})
-        .returning(_users.c.activations, _users.c.payments, _users.c.points_balance)
-    ).one()
+        _statements().lock_user, {"user_id": user_id, "now": utcnow()}).one()
     uses, daily = _campaign_uses(user_id, occurred_at)
     return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
                      points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
@@ -191,13 +233,10 @@ def _campaign_uses(user_id: str, occurred_at: datetime) -> tuple[dict, dict]:
     """The user's uses of each campaign, ever and per local day, in one query. The event's
     local day in any zone is within a day of its UTC date."""
     utc_day = occurred_at.date()
-    rows = db.session.connection().execute(union_all(
-        select(_uses.c.campaign_id, type_coerce(null(), Date).label("day"), _uses.c.uses)
-        .where(_uses.c.user_id == user_id),
-        select(_daily_uses.c.campaign_id, _daily_uses.c.day, _daily_uses.c.uses)
-        .where(_daily_uses.c.user_id == user_id,
-               _daily_uses.c.day.between(utc_day - timedelta(days=1),
-                                         utc_day + timedelta(days=1))))).all()
+    rows = db.session.connection().execute(
+        _statements().campaign_uses,
+        {"user_id": user_id, "first_day": utc_day - timedelta(days=1),
+         "last_day": utc_day + timedelta(days=1)}).all()
     uses = {campaign_id: count for campaign_id, day, count in rows if day is None}
     daily = {(campaign_id, day): count for campaign_id, day, count in rows if day is not None}
     return uses, daily
@@ -398,49 +437,34 @@ class Ledger:
         balance = state.points_balance + decision.points
         response = dumps({"event_id": event.event_id, "rewards": bodies,
                           "points_balance": balance})
-        connection = db.session.connection()
-        event_pk = connection.execute(
-            _insert(_events).values(
-                client_id=client_id, event_id=event.event_id, type=event.type,
-                user_id=event.user_id, merchant_id=event.merchant_id,
-                amount_minor=(money.to_minor(event.amount, self.currency)
-                              if event.amount is not None else None),
-                currency=event.currency, occurred_at=event.occurred_at, refunded_minor=0,
-                request_hash=request_hash, response=response, created_at=now)
-            .on_conflict_do_nothing(index_elements=["client_id", "event_id"])
-            .returning(_events.c.id)).scalar()
+        connection, statements = db.session.connection(), _statements()
+        event_pk = connection.execute(statements.insert_event, {
+            "client_id": client_id, "event_id": event.event_id, "type": event.type,
+            "user_id": event.user_id, "merchant_id": event.merchant_id,
+            "amount_minor": (money.to_minor(event.amount, self.currency)
+                             if event.amount is not None else None),
+            "currency": event.currency, "occurred_at": event.occurred_at, "refunded_minor": 0,
+            "original_event_id": None, "request_hash": request_hash, "response": response,
+            "created_at": now}).scalar()
         if event_pk is None:
             raise _AlreadyRecorded()
         if rewards:
             for row in rewards:
                 row["event_pk"] = event_pk
-            connection.execute(insert(_rewards), rewards)
+            connection.execute(statements.insert_rewards, rewards)
         counted = [(grant.reward.campaign_id, grant.local_day)
                    for grant in decision.grants if grant.campaign is not None]
         if counted:
-            self._count_uses(event.user_id, counted)
-        connection.execute(
-            update(_users).where(_users.c.user_id == event.user_id)
-            .values(activations=_users.c.activations + int(event.type == ACTIVATION),
-                    payments=_users.c.payments + int(event.type == PAYMENT),
-                    points_balance=balance))
+            connection.execute(statements.count_use, [
+                {"campaign_id": campaign_id, "user_id": event.user_id, "uses": 1}
+                for campaign_id, _ in counted])
+            connection.execute(statements.count_daily_use, [
+                {"campaign_id": campaign_id, "user_id": event.user_id, "day": day, "uses": 1}
+                for campaign_id, day in counted])
+        connection.execute(statements.update_user, {
+            "user_id_": event.user_id, "activated": int(event.type == ACTIVATION),
+            "paid": int(event.type == PAYMENT), "balance": balance})
         return Recorded(status=201, body=response, replayed=False, decision=decision)
-
-    def _count_uses(self, user_id: str, counted: list[tuple[str, date]]) -> None:
-        """One more use of each campaign by the user, ever and on its local day."""
-        connection = db.session.connection()
-        statement = _insert(_uses).values(
-            [{"campaign_id": campaign_id, "user_id": user_id, "uses": 1}
-             for campaign_id, _ in counted])
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=["campaign_id", "user_id"],
-            set_={"uses": _uses.c.uses + statement.excluded.uses}))
-        statement = _insert(_daily_uses).values(
-            [{"campaign_id": campaign_id, "user_id": user_id, "day": day, "uses": 1}
-             for campaign_id, day in counted])
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=["campaign_id", "user_id", "day"],
-            set_={"uses": _daily_uses.c.uses + statement.excluded.uses}))
 
     def _record_refund(self, client_id: str, event: Event, request_hash: str,
                        held: list[Reservation]) -> Recorded:

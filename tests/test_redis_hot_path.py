@@ -164,17 +164,21 @@ def test_the_database_answers_replays_the_cache_does_not_hold(app, wallet, redis
 
 def test_a_transaction_that_fails_gives_its_reservation_back(app, wallet, monkeypatch):
     from promo_engine.ledger import Ledger
-    original = Ledger._count_uses
+    reserving = Ledger._evaluate_reserving
+    taken = []
 
-    def failing(self, *args):
+    def reserve_then_lose_the_database(self, *args):
+        reserving(self, *args)
+        taken.append(counters(app, "tenner")["tenner"])
         raise OperationalError("INSERT INTO rewards", {}, Exception("server closed the connection"))
-    monkeypatch.setattr(Ledger, "_count_uses", failing)
+    monkeypatch.setattr(Ledger, "_evaluate_reserving", reserve_then_lose_the_database)
     response = wallet.event(**payment("p1", "50.00"))
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
+    assert taken == [(1000, 1)]  # reserved, then given back
     assert counters(app, "tenner") == {"tenner": (0, 0)}
     assert table_counts(app) == (0, 0)
-    monkeypatch.setattr(Ledger, "_count_uses", original)
+    monkeypatch.setattr(Ledger, "_evaluate_reserving", reserving)
     assert campaign_ids(wallet.post("/v1/events", wallet.last_body)) == [None, "tenner"]
     assert counters(app, "tenner") == {"tenner": (1000, 1)}
 
@@ -182,20 +186,18 @@ def test_a_transaction_that_fails_gives_its_reservation_back(app, wallet, monkey
 def test_a_transaction_past_its_reservation_deadline_does_not_commit(database_url, redis_prefix,
                                                                      tmp_path, monkeypatch):
     from promo_engine import reservations
+    from promo_engine.ledger import Ledger
     settings = make_redis_settings(database_url, redis_prefix, reservation_ttl_ms=100)
     with running_app(settings) as app:
         install_campaigns(app, TEN_OFF_TWICE, tmp_path)
         wallet = new_wallet_client(app)
-        real_clock = reservations.now_ms
-        monkeypatch.setattr(reservations, "now_ms", lambda: real_clock() + 150)
-        # The deadline is set from the shifted clock too; shift it once more after reserving.
-        from promo_engine.ledger import Ledger
-        original = Ledger._count_uses
+        real_clock, reserving = reservations.now_ms, Ledger._evaluate_reserving
 
-        def slow(self, *args):
+        def reserve_then_stall(self, *args):
+            decision = reserving(self, *args)  # its deadline is 100 ms away
             monkeypatch.setattr(reservations, "now_ms", lambda: real_clock() + 400)
-            return original(self, *args)
-        monkeypatch.setattr(Ledger, "_count_uses", slow)
+            return decision
+        monkeypatch.setattr(Ledger, "_evaluate_reserving", reserve_then_stall)
         response = wallet.event(**payment("p1", "50.00"))
         assert response.status_code == 503
         assert response.get_json()["error"]["code"] == "unavailable"
