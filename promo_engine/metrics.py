@@ -45,6 +45,26 @@ class Metrics:
                                        registry=r)
         self.open_campaigns = Gauge("promo_open_campaigns", "Campaigns open now",
                                     registry=r, multiprocess_mode="mostrecent")
+        # `promo-engine consume` (stream ingestion, see consumer.py)
+        self.stream_messages = Counter(
+            "promo_stream_messages_total",
+            "Stream messages acknowledged, by outcome: recorded, replayed, dead_lettered, "
+            "deleted (gone from the stream before it was read)", ["outcome"], registry=r)
+        self.stream_claimed = Counter(
+            "promo_stream_claimed_total",
+            "Pending stream messages claimed from consumers idle longer than the claim time",
+            registry=r)
+        self.stream_pending = Gauge(
+            "promo_stream_pending_messages",
+            "Messages delivered to the consumer group and not yet acknowledged",
+            registry=r, multiprocess_mode="mostrecent")
+        self.stream_lag = Gauge(
+            "promo_stream_lag_messages", "Messages in the stream not yet delivered to the group",
+            registry=r, multiprocess_mode="mostrecent")
+        self.stream_interrupted = Counter(
+            "promo_stream_interrupted_total",
+            "Consumer rounds interrupted by an unavailable database or Redis (or a bug): "
+            "the failed message is not acknowledged, and retried after a pause", registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format: of every worker in multiprocess mode."""

@@ -25,4 +25,5 @@ def main() -> None:
     """promo-engine: merchant rewards and promotions for a bank's wallet."""
 
 
-from . import campaigns, clients, db, events, portal_accounts, scheduler, serve  # noqa: E402,F401
+from . import (campaigns, clients, consume, db, events, portal_accounts, reconcile,  # noqa: E402,F401
+               scheduler, serve)
