@@ -35,8 +35,9 @@ class Settings:
     reservation_grace_ms: int = 5000
     reconcile_seconds: int = 60
     replay_ttl_seconds: int = 86400
-    # Per API client; Redis keeps the counts across workers and hosts when configured.
-    api_rate_limit: str | None = "1000/second"
+    # Per API client (a wallet backend is usually one client, so this caps its whole
+    # traffic: set it above your peak); Redis keeps the counts across workers and hosts.
+    api_rate_limit: str | None = "5000/second"
 
     @property
     def minor_digits(self) -> int:
@@ -68,7 +69,7 @@ class Settings:
             reconcile_seconds=_whole_number(env, "PROMO_RECONCILE_SECONDS", 60, 1, 86_400),
             replay_ttl_seconds=_whole_number(env, "PROMO_REPLAY_TTL_SECONDS", 86_400, 1,
                                              30 * 86_400),
-            api_rate_limit=check_rate_limit(env.get("PROMO_API_RATE_LIMIT", "1000/second")),
+            api_rate_limit=check_rate_limit(env.get("PROMO_API_RATE_LIMIT", "5000/second")),
         )
 
 

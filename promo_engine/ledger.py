@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -44,6 +45,8 @@ from .throttled_log import ThrottledWarning
 
 log = logging.getLogger(__name__)
 redis_trouble = ThrottledWarning(log)
+
+BUILD_WAIT_SECONDS, BUILD_WAIT_STEPS = 0.02, 50  # for another worker's counter build: 1 s
 
 VOUCHER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud at a till
 
@@ -507,22 +510,28 @@ class Ledger:
             if outcome.missing:
                 if built_counters:  # built and gone again: Redis is restarting
                     raise NotReady(self.reservations.settle_ms)
-                self._build_counters(outcome.missing)
-                built_counters = True
+                built_counters = self._build_counters(outcome.missing)
                 continue
             full |= outcome.full
 
-    def _build_counters(self, campaign_ids) -> None:
-        """Counters for campaigns Redis has none for (new, or Redis lost its data)."""
+    def _build_counters(self, campaign_ids) -> bool:
+        """Counters for campaigns Redis has none for (new, or Redis lost its data). False
+        when another worker was building: its build takes milliseconds, so this one waits
+        a little and tries the reservation again rather than answer 503."""
         token = self.reservations.try_build()
         if token is None:
-            raise NotReady(1000)  # another worker is building them
+            for _ in range(BUILD_WAIT_STEPS):
+                time.sleep(BUILD_WAIT_SECONDS)
+                if not self.reservations.building():
+                    return False
+            raise NotReady(1000)  # a long build (a large ledger): come back shortly
         try:
             t0 = self.reservations.clock_ms()
             if self.reservations.rebuild(t0, ledger_usage(campaign_ids), only_missing=True) < 0:
                 raise NotReady(1000)  # the ledger read took too long to be used safely
         finally:
             self.reservations.built(token)
+        return True
 
     # -- refunds -------------------------------------------------------------------
 

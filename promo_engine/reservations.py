@@ -350,6 +350,10 @@ class Reservations:
         key = f"{self.prefix}:building"
         return token if self.client.set(key, token, nx=True, px=BUILD_LOCK_MS) else None
 
+    def building(self) -> bool:
+        """Whether some worker is building counters now."""
+        return bool(self.client.exists(f"{self.prefix}:building"))
+
     def built(self, token: str) -> None:
         """Let the next build go (only if the lock is still this worker's)."""
         self._unlock(keys=[f"{self.prefix}:building"], args=[token])

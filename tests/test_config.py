@@ -107,7 +107,7 @@ def test_redis_hot_path_defaults_and_values(tmp_path):
     defaults = Settings.from_env({}, workdir=tmp_path)
     assert (defaults.redis_prefix, defaults.reservation_ttl_ms, defaults.reservation_grace_ms,
             defaults.reconcile_seconds, defaults.replay_ttl_seconds, defaults.api_rate_limit) == (
-        "{promo}", 5000, 5000, 60, 86400, "1000/second")
+        "{promo}", 5000, 5000, 60, 86400, "5000/second")
     chosen = Settings.from_env({"PROMO_REDIS_PREFIX": "{bank-a}", "PROMO_RESERVATION_TTL_MS": "2000",
                                 "PROMO_RESERVATION_GRACE_MS": "0", "PROMO_RECONCILE_SECONDS": "30",
                                 "PROMO_REPLAY_TTL_SECONDS": "3600",

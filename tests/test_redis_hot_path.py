@@ -74,11 +74,32 @@ def test_counters_are_built_from_the_ledger_when_redis_has_none(app, wallet, red
     assert counters(app, "tenner") == {"tenner": (2000, 2)}
 
 
-def test_while_another_worker_builds_the_counters_an_event_gets_503(app, wallet, redis_client,
-                                                                     redis_prefix):
+def test_an_event_waits_briefly_for_another_workers_counter_build(app, wallet, redis_client,
+                                                                  redis_prefix, monkeypatch):
+    from promo_engine import ledger
     wallet.event(**payment("p1", "50.00", user_id="a"))
     redis_client.delete(f"{redis_prefix}:usage:tenner")
     redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)
+    waits = []
+
+    def another_worker_finishes(seconds):  # as the other worker would, after its ledger read
+        waits.append(seconds)
+        if len(waits) == 3:
+            redis_client.hset(f"{redis_prefix}:usage:tenner", mapping={"s": 1000, "r": 1})
+            redis_client.delete(f"{redis_prefix}:building")
+    monkeypatch.setattr(ledger.time, "sleep", another_worker_finishes)
+    assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None, "tenner"]
+    assert waits == [0.02, 0.02, 0.02]
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}
+
+
+def test_a_counter_build_that_takes_long_answers_503(app, wallet, redis_client, redis_prefix,
+                                                     monkeypatch):
+    from promo_engine import ledger
+    wallet.event(**payment("p1", "50.00", user_id="a"))
+    redis_client.delete(f"{redis_prefix}:usage:tenner")
+    redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)
+    monkeypatch.setattr(ledger.time, "sleep", lambda seconds: None)
     busy = wallet.event(**payment("p2", "50.00", user_id="b"))
     assert (busy.status_code, busy.headers["Retry-After"]) == (503, "1")
     assert table_counts(app) == (1, 2)

@@ -1,0 +1,111 @@
+"""The load benchmark (bench/load.py) runs end to end in its smoke mode.
+
+`bench/load.py --quick` makes its own PostgreSQL database, migrates it, creates a client,
+applies campaigns, starts `promo-engine serve --workers 1` and the bare floor app under
+gunicorn, drives every phase for a moment, and drops the database. No timing is asserted
+(the figures live in docs/performance.md): only that it exits 0, prints its tables, and that
+every request it sent was answered as expected, with the ledger holding exactly those events.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PG_ADMIN_URL, service_missing
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "load.py"
+TIMEOUT = 150  # s; the run itself takes about 30 s (10 s of it the Redis counters settling)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_load", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def services(bench):
+    """(libpq admin URL, Redis URL) for the benchmark; skips (or fails in CI) without them."""
+    import psycopg
+    import redis
+    admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        psycopg.connect(admin_url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL", exc)
+    client = redis.Redis.from_url(bench.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing("Redis", exc)
+    finally:
+        client.close()
+    return admin_url, bench.REDIS_URL
+
+
+def test_quick_run_prints_the_tables_with_no_errors(services, tmp_path):
+    admin_url, redis_url = services
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--pg-admin-url", admin_url,
+         "--redis-url", redis_url],
+        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0, out + err
+    assert "ERRORS" not in err and "LEDGER MISMATCH" not in err, out + err
+    assert "errors in" not in err, err
+
+    # The per-phase table: every phase of both servers, none with an error.
+    rows = [line.split() for line in out.splitlines()
+            if line.split()[:1] == ["1"] and len(line.split()) > 8
+            and line.split()[1] in ("bare", "events")]
+    phases = {(r[1], r[2], r[3]) for r in rows}
+    assert {("bare", "-", "unloaded"), ("bare", "-", "peak"), ("bare", "-", "paced"),
+            ("events", "spread", "unloaded"), ("events", "spread", "peak"),
+            ("events", "hot", "peak"), ("events", "spread", "paced")} <= phases, out
+    for row in rows:
+        shift = 1 if row[3] == "paced" else 0  # "paced 123/s" is two words
+        requests, errors = row[5 + shift], row[6 + shift]
+        assert errors == "0" and int(requests.replace(",", "")) > 0, row
+
+    # The summary against the bare endpoint and the targets, each with a verdict.
+    assert "Against the bare endpoint of the same run" in out
+    targets = [line for line in out.splitlines() if line.strip().startswith("N=1 ")
+               and line.rstrip().endswith((" met", " MISSED", " n/a"))]
+    assert len(targets) == 3, out
+    assert "all succeeded" in out and "the database holds exactly the events answered 201" in out
+    assert "dropped" in out
+
+
+def test_a_wrong_answer_is_an_error(bench):
+    event_id, campaign = "e-1", "ldtag-spread-001"
+    good = (b'{"event_id": "e-1", "rewards": [{"campaign_id": null, "kind": "points", '
+            b'"points": 12}, {"campaign_id": "ldtag-spread-001", "kind": "discount", '
+            b'"amount": "1.20", "currency": "CNY"}], "points_balance": 12}')
+    assert bench.check_response(201, good, event_id, campaign) is None
+    assert bench.check_response(503, b'{"error": {}}', event_id, campaign).startswith("status 503")
+    assert bench.check_response(200, good, event_id, campaign).startswith("status 200")
+    assert "another event" in bench.check_response(201, good, "e-2", campaign)
+    assert "without the reward" in bench.check_response(201, good, event_id, "ldtag-hot")
+    assert "not JSON" in bench.check_response(201, b"<html>", event_id, None)
+    assert bench.check_response(201, b'{"event_id": "e-1", "id": 7}', event_id, None) is None
+
+
+def test_percentiles_are_nearest_rank(bench):
+    phase = bench.Phase(1, "events", "spread", "unloaded", 1, 1.0,
+                        latencies=[i / 1000 for i in range(1, 101)])
+    assert phase.pct(50) == pytest.approx(50.0)
+    assert phase.pct(99) == pytest.approx(99.0)
+    assert phase.pct(100) == pytest.approx(100.0)
