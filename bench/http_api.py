@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python bench/http_api.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.servers import wait_until_healthy  # noqa: E402
 from promo_engine.api.auth import signed_headers  # noqa: E402
 
 HOST = "127.0.0.1"  # never anything else: the load stays on this machine
@@ -225,25 +226,8 @@ class Server:
             return ""
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with {self.process.returncode}:\n"
-                                 f"{self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection(*self.base, timeout=2)
-                try:
-                    conn.request("GET", "/healthz")
-                    if conn.getresponse().status == 200:
-                        break
-                finally:
-                    conn.close()
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server was not up in {START_TIMEOUT:.0f} s:\n"
-                                 f"{self.log_tail()}")
-            time.sleep(0.2)
+        wait_until_healthy(self.process, self.base, timeout=START_TIMEOUT,
+                           log_tail=self.log_tail, poll_seconds=0.2)
         workers = children_of(self.process.pid)
         self.worker_pid = workers[0] if len(workers) == 1 else None
 

@@ -100,6 +100,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python bench/load.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.servers import wait_until_healthy  # noqa: E402
 from promo_engine.api.auth import (KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,  # noqa: E402
                                    sign_request)
 
@@ -287,25 +288,10 @@ class Server:
             return ""
 
     def wait_ready(self, workers: int) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name}: the server exited with {self.process.returncode}:"
-                                 f"\n{self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection(*self.base, timeout=2)
-                try:
-                    conn.request("GET", "/healthz")
-                    ready = conn.getresponse().status == 200
-                finally:
-                    conn.close()
-                if ready and len(children_of(self.process.pid)) >= workers:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.name}: not up in {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
+        """Until /healthz answers and all `workers` worker processes have started."""
+        wait_until_healthy(self.process, self.base, timeout=START_TIMEOUT,
+                           log_tail=self.log_tail, label=f"{self.name}: ",
+                           extra_ready=lambda: len(children_of(self.process.pid)) >= workers)
 
     def pids(self) -> list[int]:
         return [self.process.pid] + children_of(self.process.pid)

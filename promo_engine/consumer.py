@@ -38,16 +38,15 @@ from typing import Any, Callable
 
 import redis
 from flask import Flask
-from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 
 from .api.errors import UNAVAILABLE_ERRORS, ApiError
-from .api.requests import canonical_body_hash, parse_json
-from .api.schemas import EventRequestSchema, flatten_messages
+from .api.requests import parse_json
 from .app import MAX_BODY_BYTES, promo_service
 from .consumer_options import ConsumerOptions
-from .ledger import IdempotencyConflict, LedgerError, Recorded
+from .ledger import Recorded
 from .metrics import metrics
+from .recording import record_event_body
 from .reservations import NotReady
 
 log = logging.getLogger(__name__)
@@ -79,6 +78,11 @@ class Rejected(Exception):
     def __init__(self, code: str, message: str, fields: dict[str, list[str]] | None = None):
         super().__init__(message)
         self.code, self.message, self.fields = code, message, fields
+
+    @classmethod
+    def from_api_error(cls, exc: ApiError) -> Rejected:
+        """The message refused as the API refuses a request with this error."""
+        return cls(exc.code, exc.message, exc.fields)
 
     @property
     def status(self) -> int:
@@ -150,10 +154,6 @@ class StreamConsumer:
                  clock: Callable[[], float] = time.monotonic):
         self.app, self.redis, self.options = app, client, options
         self.service = promo_service(app)
-        # Built once, as the API builds its own; the clock is looked up on every event.
-        self.schema = EventRequestSchema(event_types=self.service.registry.event_types,
-                                         currency=self.service.settings.currency,
-                                         now=lambda: self.service.clock())
         self.metrics = metrics(app)
         self.stats = ConsumerStats()
         self._clock = clock
@@ -341,31 +341,22 @@ class StreamConsumer:
         try:
             body = parse_json(raw)
         except ApiError as exc:
-            raise Rejected(exc.code, exc.message, exc.fields) from None
+            raise Rejected.from_api_error(exc) from None
         if not isinstance(body, dict):
             raise Rejected("validation_error", "the event must be a JSON object",
                            {"_schema": ["must be a JSON object"]})
         return body
 
     def _record(self, body: dict) -> Recorded:
-        """Validate and record the event as POST /v1/events does, in one transaction."""
+        """Validate and record the event as POST /v1/events does, in one transaction;
+        NotReady is raised as it is (the message is retried, not refused)."""
         try:
-            event = self.schema.load(body)
-        except ValidationError as exc:
-            raise Rejected("validation_error", "the event is not valid",
-                           flatten_messages(exc.messages)) from None
-        try:
-            recorded = self.service.ledger.record(
-                client_id=self.options.client_id, event=event,
-                request_hash=canonical_body_hash(body), engine=self.service.engine())
-        except IdempotencyConflict:
-            raise Rejected("idempotency_conflict",
-                           f"event_id {event.event_id} was already used with a different body",
-                           {"event_id": ["already used with a different body"]}) from None
-        except LedgerError as exc:
-            raise Rejected(exc.code, exc.message,
-                           {exc.field: [exc.message]} if exc.field else None) from None
+            event, recorded = record_event_body(self.service, self.options.client_id, body)
+        except ApiError as exc:
+            raise Rejected.from_api_error(exc) from None
         except DataError:
+            # A value the validation let through and the database refused: the API's
+            # app-wide error handler (api/errors.py) answers it with this same 422.
             raise Rejected("validation_error",
                            "a value is out of range or cannot be stored") from None
         self.metrics.events.labels(type=event.type,

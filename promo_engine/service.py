@@ -58,7 +58,7 @@ class PromoService:
         # because its plugin raised or is not installed.
         self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
         self.on_engine_loaded: Callable[[RulesEngine], None] | None = None
-        self.request_schemas: dict = {}  # the API's request schemas, built once (api/events.py)
+        self.request_schemas: dict = {}  # request schemas of the API and consumer (recording.py)
         self._engine: RulesEngine | None = None
         self._revision: int | None = None
         self._checked_at = float("-inf")

@@ -5,10 +5,13 @@ into a failure, so a green CI run always means the service tests ran.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,7 @@ PG_ADMIN_URL = os.environ.get("PROMO_TEST_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("PROMO_REQUIRE_SERVICES") == "1"
 TEST_REDIS_URL = "redis://127.0.0.1:6379/0"  # tests keep to their own key prefixes
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 
 
 def service_missing(what: str, why: object):
@@ -144,6 +148,20 @@ def running_app(settings, registry=None):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@contextmanager
+def bench_script(name: str):
+    """bench/<name>.py imported as the module `bench_<name>`, for its smoke test; the
+    module is forgotten afterwards."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture

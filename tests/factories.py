@@ -15,10 +15,10 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from marshmallow import ValidationError
+from marshmallow import RAISE, Schema, ValidationError
 
 from promo_engine.campaign import WEEKDAYS, Budget, Campaign, Conditions, Limits, Window
-from promo_engine.campaign_type import UserState
+from promo_engine.campaign_type import CampaignType, UserState
 from promo_engine.engine import CompiledCampaign, Decision, RulesEngine
 from promo_engine.event import ACTIVATION, PAYMENT, REFUND, Event
 from promo_engine.params import CURRENCY as PARAMS_CURRENCY
@@ -244,6 +244,27 @@ def rewards(decision: Decision) -> list[tuple[str | None, str, int | str]]:
 
 def campaign_ids(decision: Decision) -> list[str | None]:
     return [grant.reward.campaign_id for grant in decision.grants]
+
+
+# --- a campaign type of the tests' own ------------------------------------------------------
+
+class NoParams(Schema):
+    """The params schema of a type that takes none: any param is refused."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class PaymentPointsType(CampaignType):
+    """A points campaign on payments without params, for tests of what surrounds a type
+    (plugins, the API, the consumer): subclasses give it a `name` and a `compile`."""
+    params_schema = NoParams
+
+    def triggers(self, params):
+        return frozenset({PAYMENT})
+
+    def reward_unit(self, params):
+        return "points"
 
 
 # --- gates --------------------------------------------------------------------------------

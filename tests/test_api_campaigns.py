@@ -5,12 +5,10 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from marshmallow import RAISE, Schema
 
 from conftest import running_app
+from factories import PaymentPointsType
 from promo_engine import hookimpl
-from promo_engine.campaign_type import CampaignType
-from promo_engine.event import PAYMENT
 from promo_engine.lifecycle import PAUSED, RETIRED, transition
 from promo_engine.registry import build_registry, get_plugin_manager
 from promo_engine.service import RELOAD_INTERVAL_SECONDS
@@ -223,20 +221,8 @@ def test_a_paused_campaign_leaves_the_list_within_the_reload_interval(app, walle
 
 # --- a plugin whose summary raises ----------------------------------------------------------
 
-class NoParams(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class CannotSummarise(CampaignType):
+class CannotSummarise(PaymentPointsType):
     name = "cannot_summarise"
-    params_schema = NoParams
-
-    def triggers(self, params):
-        return frozenset({PAYMENT})
-
-    def reward_unit(self, params):
-        return "points"
 
     def compile(self, campaign):
         return lambda ctx: None

@@ -105,6 +105,23 @@ def test_event_ids_are_per_client(app, wallet):
     assert other.event(**payment("evt_1", "20.00")).status_code == 201
 
 
+@pytest.mark.parametrize("retry_after_ms, header", [(200, "1"), (1000, "1"), (1500, "2")])
+def test_budget_counters_being_rebuilt_answer_503_with_retry_after_in_whole_seconds(
+        app, wallet, monkeypatch, retry_after_ms, header):
+    from promo_engine.app import promo_service
+    from promo_engine.reservations import NotReady
+
+    def not_ready(**kwargs):
+        raise NotReady(retry_after_ms)
+    monkeypatch.setattr(promo_service(app).ledger, "record", not_ready)
+    response = wallet.event(**payment("evt_1", "10.00"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == header
+    assert response.get_json() == {"error": {
+        "code": "unavailable",
+        "message": f"budget counters are being rebuilt; retry in {retry_after_ms} ms"}}
+
+
 def test_quote_has_no_side_effects(wallet):
     quote = wallet.post("/v1/quote", {k: v for k, v in payment("q", "128.50", at=SATURDAY_NOON).items()
                                       if k != "event_id"})

@@ -6,31 +6,23 @@ answered as expected (201 for every event) and that the ledger holds exactly tho
 """
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 from contextlib import closing
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import bench_script
+
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "http_api.py"
 REQUESTS = 30
 CONCURRENCY = (1, 4)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_http_api", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("http_api") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def table_rows(out: str) -> dict[tuple[int, str], list[str]]:

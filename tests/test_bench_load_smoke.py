@@ -8,32 +8,23 @@ every request it sent was answered as expected, with the ledger holding exactly 
 """
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import PG_ADMIN_URL, service_missing
+from conftest import BENCH_DIR, PG_ADMIN_URL, bench_script, service_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "load.py"
+BENCH = BENCH_DIR / "load.py"
 TIMEOUT = 150  # s; the run itself takes about 30 s (10 s of it the Redis counters settling)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_load", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("load") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture

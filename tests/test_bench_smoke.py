@@ -6,29 +6,19 @@ the same events, so the benchmark compares equal work.
 """
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
+from conftest import bench_script
 from promo_engine.campaign_type import UserState
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "evaluate.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_evaluate", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("evaluate") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def totals_of_both(bench, campaigns, events):

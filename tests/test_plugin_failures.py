@@ -9,34 +9,16 @@ from __future__ import annotations
 import logging
 
 import pytest
-from marshmallow import RAISE, Schema
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import running_app
+from factories import PaymentPointsType
 from promo_engine import hookimpl
-from promo_engine.campaign_type import CampaignType
-from promo_engine.event import PAYMENT
 from promo_engine.registry import build_registry, get_plugin_manager
 from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 
 
-class NoParams(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class BrokenType(CampaignType):
-    """A points campaign on payments; subclasses break one step."""
-    params_schema = NoParams
-
-    def triggers(self, params):
-        return frozenset({PAYMENT})
-
-    def reward_unit(self, params):
-        return "points"
-
-
-class RaisesInEvaluator(BrokenType):
+class RaisesInEvaluator(PaymentPointsType):
     name = "raises_in_evaluator"
 
     def compile(self, campaign):
@@ -45,7 +27,7 @@ class RaisesInEvaluator(BrokenType):
         return evaluate
 
 
-class RaisesInCompile(BrokenType):
+class RaisesInCompile(PaymentPointsType):
     name = "raises_in_compile"
 
     def compile(self, campaign):

@@ -7,46 +7,23 @@ import math
 import re
 
 from flask import Response, g, jsonify, request
-from marshmallow import ValidationError
 from sqlalchemy import select
 
 from ..app import promo_service
 from ..extensions import db
-from ..ledger import IdempotencyConflict, LedgerError, dumps, iso
+from ..ledger import dumps, iso
 from ..metrics import metrics
+from ..recording import record_event_body, validated_event
 from ..reservations import NotReady
 from ..models import EventRecord, RewardRecord, UserRecord
 from . import bp
 from .errors import ApiError
-from .requests import canonical_body_hash, json_body
-from .schemas import (ID_MESSAGE, ID_PATTERN, EventRequestSchema, QuoteRequestSchema,
-                      flatten_messages)
+from .requests import json_body
+from .schemas import ID_MESSAGE, ID_PATTERN
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_ROW_ID = 2**63 - 1  # BIGINT
-
-
-def _request_schema(service, quote: bool):
-    """One schema per kind and service: building one costs more than validating a body,
-    and loading keeps no state on the instance, so threads share it."""
-    schemas = service.request_schemas
-    schema = schemas.get(quote)
-    if schema is None:
-        schema_class = QuoteRequestSchema if quote else EventRequestSchema
-        schema = schemas[quote] = schema_class(event_types=service.registry.event_types,
-                                               currency=service.settings.currency,
-                                               now=lambda: service.clock())
-    return schema
-
-
-def _validated_event(body: dict, *, quote: bool):
-    schema = _request_schema(promo_service(), quote)
-    try:
-        return schema.load(body)
-    except ValidationError as exc:
-        raise ApiError(422, "validation_error", "the event is not valid",
-                       fields=flatten_messages(exc.messages)) from None
 
 
 def _json_text(text: str, status: int, **headers) -> Response:
@@ -56,19 +33,8 @@ def _json_text(text: str, status: int, **headers) -> Response:
 @bp.post("/v1/events")
 def record_event():
     body = json_body()
-    event = _validated_event(body, quote=False)
-    service = promo_service()
-    engine = service.engine()
     try:
-        recorded = service.ledger.record(client_id=g.client_id, event=event,
-                                         request_hash=canonical_body_hash(body), engine=engine)
-    except IdempotencyConflict:
-        raise ApiError(409, "idempotency_conflict",
-                       f"event_id {event.event_id} was already used with a different body",
-                       fields={"event_id": ["already used with a different body"]}) from None
-    except LedgerError as exc:
-        fields = {exc.field: [exc.message]} if exc.field else None
-        raise ApiError(422, exc.code, exc.message, fields=fields) from None
+        event, recorded = record_event_body(promo_service(), g.client_id, body)
     except NotReady as exc:
         raise ApiError(503, "unavailable", str(exc),
                        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_ms / 1000)))}
@@ -87,8 +53,8 @@ def record_event():
 @bp.post("/v1/quote")
 def quote():
     body = json_body()
-    event = _validated_event(body, quote=True)
     service = promo_service()
+    event = validated_event(service, body, quote=True)
     return _json_text(dumps(service.ledger.quote(event, service.engine())), 200)
 
 
