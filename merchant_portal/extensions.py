@@ -14,3 +14,11 @@ def login_key() -> str:
 csrf = CSRFProtect()
 babel = Babel()
 limiter = Limiter(key_func=login_key, default_limits=[], strategy="moving-window")
+
+
+@limiter.request_filter
+def _outside_the_portal() -> bool:
+    """Only portal logins are limited by this extension. It hooks every request of the app,
+    so the signed API (which limits its clients itself, api/rate_limit.py) skips it here
+    rather than pay its per-request work on the events hot path."""
+    return not request.path.startswith("/portal")

@@ -39,9 +39,9 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
     service.on_engine_loaded = lambda engine: app_metrics.open_campaigns.set(len(engine))
     app.extensions["promo"] = service
     if settings.api_rate_limit:
-        from .api.rate_limit import ClientRateLimit
-        app.extensions["promo_rate_limit"] = ClientRateLimit(
-            settings.api_rate_limit, settings.redis_url, settings.redis_prefix)
+        from .api.rate_limit import client_rate_limit
+        app.extensions["promo_rate_limit"] = client_rate_limit(
+            settings.api_rate_limit, service.redis, settings.redis_prefix)
     if service.publisher is not None:
         from sqlalchemy.orm import Session
 

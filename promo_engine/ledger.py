@@ -25,9 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import redis
-from sqlalchemy import (Date, and_, bindparam, insert, null, select, type_coerce, union_all,
-                        update)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import money
@@ -35,6 +33,7 @@ from .campaign_type import UserState
 from .database import run_in_transaction
 from .engine import CompiledCampaign, Decision, RulesEngine
 from .event import ACTIVATION, PAYMENT, REFUND, Event
+from .event_writes import AlreadyRecorded, EventRows, event_writes_for, read_campaign_uses
 from .extensions import db
 from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDailyUsage,
                      UserCampaignUsage, UserRecord, utcnow)
@@ -71,10 +70,6 @@ class IdempotencyConflict(Exception):
     """The event_id was used before with a different body."""
 
 
-class _AlreadyRecorded(Exception):
-    """The event's INSERT met a committed copy of the event."""
-
-
 class ReservationExpired(NotReady):
     """The transaction outlived its reservation's deadline, so it must not commit: after the
     deadline reconciliation may already have given that budget back."""
@@ -98,21 +93,14 @@ def iso(value: datetime) -> str:
 class DatabaseGate:
     """Reserves budget and redemptions with one guarded UPDATE: never check-then-act."""
 
-    def __init__(self, minor_digits: int):
+    def __init__(self, minor_digits: int, writes):
         self.minor_digits = minor_digits
+        self.writes = writes
 
     def reserve(self, compiled: CompiledCampaign, reward: Reward, local_day: date) -> bool:
-        cost = reward.budget_cost(self.minor_digits)
-        conditions = [CampaignUsage.campaign_id == compiled.id]
-        if compiled.budget_limit is not None:
-            conditions.append(CampaignUsage.spent + cost <= compiled.budget_limit)
-        if compiled.max_redemptions is not None:
-            conditions.append(CampaignUsage.redemptions + 1 <= compiled.max_redemptions)
-        result = db.session.execute(
-            update(CampaignUsage).where(and_(*conditions))
-            .values(spent=CampaignUsage.spent + cost, redemptions=CampaignUsage.redemptions + 1)
-            .execution_options(synchronize_session=False))
-        return result.rowcount == 1
+        return self.writes.take_from_campaign(
+            compiled.id, reward.budget_cost(self.minor_digits), budget_limit=compiled.budget_limit,
+            max_redemptions=compiled.max_redemptions)
 
 
 class CollectingGate:
@@ -161,96 +149,12 @@ class ReadOnlyGate:
         return compiled.max_redemptions is None or redemptions + 1 <= compiled.max_redemptions
 
 
-def _insert(table):
-    """INSERT with ON CONFLICT for the database in use (SQLite and PostgreSQL)."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-# The hot path's statements are built once per database dialect, with bound parameters, and
-# run on the session's connection: building a statement, and the ORM's handling of it, cost
-# more than the round trip itself, and nothing here needs ORM objects.
-_users = UserRecord.__table__
-_events = EventRecord.__table__
-_rewards = RewardRecord.__table__
-_uses = UserCampaignUsage.__table__
-_daily_uses = UserCampaignDailyUsage.__table__
-
-
-class _Statements:
-    def __init__(self, dialect: str):
-        insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        # A no-op ON CONFLICT DO UPDATE locks an existing row as FOR UPDATE would.
-        self.lock_user = (
-            insert_for(_users).values(user_id=bindparam("user_id"), activations=0, payments=0,
-                                      points_balance=0, created_at=bindparam("now"))
-            .on_conflict_do_update(index_elements=["user_id"], set_={"user_id": _users.c.user_id})
-            .returning(_users.c.activations, _users.c.payments, _users.c.points_balance))
-        self.campaign_uses = union_all(
-            select(_uses.c.campaign_id, type_coerce(null(), Date).label("day"), _uses.c.uses)
-            .where(_uses.c.user_id == bindparam("user_id")),
-            select(_daily_uses.c.campaign_id, _daily_uses.c.day, _daily_uses.c.uses)
-            .where(_daily_uses.c.user_id == bindparam("user_id"),
-                   _daily_uses.c.day.between(bindparam("first_day", type_=Date),
-                                             bindparam("last_day", type_=Date))))
-        self.insert_event = (
-            insert_for(_events).on_conflict_do_nothing(index_elements=["client_id", "event_id"])
-            .returning(_events.c.id))
-        self.insert_rewards = insert(_rewards)
-        uses = insert_for(_uses)
-        self.count_use = uses.on_conflict_do_update(
-            index_elements=["campaign_id", "user_id"], set_={"uses": _uses.c.uses + uses.excluded.uses})
-        daily = insert_for(_daily_uses)
-        self.count_daily_use = daily.on_conflict_do_update(
-            index_elements=["campaign_id", "user_id", "day"],
-            set_={"uses": _daily_uses.c.uses + daily.excluded.uses})
-        self.update_user = (
-            update(_users).where(_users.c.user_id == bindparam("user_id_"))
-            .values(activations=_users.c.activations + bindparam("activated"),
-                    payments=_users.c.payments + bindparam("paid"),
-                    points_balance=bindparam("balance")))
-
-
-_STATEMENTS: dict[str, _Statements] = {}
-
-
-def _statements() -> _Statements:
-    dialect = db.session.get_bind().dialect.name
-    statements = _STATEMENTS.get(dialect)
-    if statements is None:
-        statements = _STATEMENTS[dialect] = _Statements(dialect)
-    return statements
-
-
-def lock_user(user_id: str, occurred_at: datetime) -> UserState:
-    """Create the user's row if new and lock it until commit, in one statement; then the
-    counters, read after the lock, so the last event of this user is always counted."""
-    user = db.session.connection().execute(
-        _statements().lock_user, {"user_id": user_id, "now": utcnow()}).one()
-    uses, daily = _campaign_uses(user_id, occurred_at)
-    return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
-                     points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
-
-
-def _campaign_uses(user_id: str, occurred_at: datetime) -> tuple[dict, dict]:
-    """The user's uses of each campaign, ever and per local day, in one query. The event's
-    local day in any zone is within a day of its UTC date."""
-    utc_day = occurred_at.date()
-    rows = db.session.connection().execute(
-        _statements().campaign_uses,
-        {"user_id": user_id, "first_day": utc_day - timedelta(days=1),
-         "last_day": utc_day + timedelta(days=1)}).all()
-    uses = {campaign_id: count for campaign_id, day, count in rows if day is None}
-    daily = {(campaign_id, day): count for campaign_id, day, count in rows if day is not None}
-    return uses, daily
-
-
 def load_user_state(user_id: str, occurred_at: datetime) -> UserState:
     """The user's counters as committed now, without locking (for quotes)."""
     user = db.session.get(UserRecord, user_id)
     if user is None:
         return UserState(user_id=user_id)
-    uses, daily = _campaign_uses(user_id, occurred_at)
+    uses, daily = read_campaign_uses(db.session, user_id, occurred_at)
     return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
                      points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
 
@@ -340,29 +244,34 @@ class Ledger:
 
         def attempt() -> Recorded:
             held.clear()
+            writes = event_writes_for(db, event)
             try:
                 # With the replay cache in front, a new event is by far the likelier here,
                 # so it skips this lookup: a copy is still found at the event's INSERT.
-                if self.replays is None:
+                # PostgreSQL's writes find a stored copy in the user lock's round trip.
+                if self.replays is None and not writes.finds_stored_event:
                     replay = self._replay(client_id, event.event_id, request_hash)
                     if replay is not None:
                         return replay
                 try:
-                    recorded = self._record_new(client_id, event, request_hash, engine, held)
-                except (IntegrityError, _AlreadyRecorded):
+                    if event.type == REFUND:
+                        return self._record_refund(client_id, event, request_hash, held)
+                    return self._record_grants(client_id, event, request_hash, engine, held,
+                                               writes)
+                except (IntegrityError, AlreadyRecorded):
                     # A copy of this event committed first: answer as a replay.
                     self._release(held)
-                    db.session.rollback()
+                    writes.rollback()
                     replay = self._replay(client_id, event.event_id, request_hash)
                     if replay is None:
                         raise
                     return replay
-                if any(reservation.expired() for reservation in held):
-                    raise ReservationExpired()
-                return recorded
             except BaseException:
-                self._release(held)
+                if not writes.commit_in_doubt:  # else they settle at their deadline
+                    self._release(held)
                 raise
+            finally:
+                writes.close()
         recorded = run_in_transaction(db.session, attempt)
         self._after_commit(client_id, event.event_id, request_hash, recorded, held)
         return recorded
@@ -399,27 +308,33 @@ class Ledger:
 
     # -- new events ----------------------------------------------------------------
 
-    def _record_new(self, client_id: str, event: Event, request_hash: str,
-                    engine: RulesEngine, held: list[Reservation]) -> Recorded:
-        if event.type == REFUND:
-            return self._record_refund(client_id, event, request_hash, held)
-        return self._record_grants(client_id, event, request_hash, engine, held)
+    @staticmethod
+    def _refuse_expired(held: list[Reservation]) -> None:
+        """Called just before the commit: after its deadline a reservation may already have
+        been given back by reconciliation, so the event must not commit on it."""
+        if any(reservation.expired() for reservation in held):
+            raise ReservationExpired()
 
     def _record_grants(self, client_id: str, event: Event, request_hash: str,
-                       engine: RulesEngine, held: list[Reservation]) -> Recorded:
-        """A payment, activation or plugin event, in as few statements as it takes: every
-        row is built first, then written with one statement per table (this is the hot
-        path, and each statement is a round trip to the database).
+                       engine: RulesEngine, held: list[Reservation], writes) -> Recorded:
+        """A payment, activation or plugin event: lock the user and read its counters,
+        evaluate, then write every row at once (`event_writes.py`: one round trip each
+        on PostgreSQL, where the write is pipelined with the commit).
 
         The event's row is written after evaluation, with its response, so a copy of the
         event racing this one is found by the unique index at that INSERT; both hold the
         same user's lock, so the copy waits for this one's commit and then replays it."""
-        state = lock_user(event.user_id, event.occurred_at)
+        now = utcnow()
+        state, stored = writes.lock_user(user_id=event.user_id, occurred_at=event.occurred_at,
+                                         now=now, client_id=client_id, event_id=event.event_id)
+        if stored is not None:
+            if stored.request_hash != request_hash:
+                raise IdempotencyConflict()
+            return Recorded(status=200, body=stored.response, replayed=True)
         if self.reservations is None:
-            decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits))
+            decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits, writes))
         else:
             decision = self._evaluate_reserving(event, state, engine, held)
-        now = utcnow()
         rewards, bodies = [], []
         for grant in decision.grants:
             reward = grant.reward
@@ -440,33 +355,20 @@ class Ledger:
         balance = state.points_balance + decision.points
         response = dumps({"event_id": event.event_id, "rewards": bodies,
                           "points_balance": balance})
-        connection, statements = db.session.connection(), _statements()
-        event_pk = connection.execute(statements.insert_event, {
+        event_row = {
             "client_id": client_id, "event_id": event.event_id, "type": event.type,
             "user_id": event.user_id, "merchant_id": event.merchant_id,
             "amount_minor": (money.to_minor(event.amount, self.currency)
                              if event.amount is not None else None),
             "currency": event.currency, "occurred_at": event.occurred_at, "refunded_minor": 0,
             "original_event_id": None, "request_hash": request_hash, "response": response,
-            "created_at": now}).scalar()
-        if event_pk is None:
-            raise _AlreadyRecorded()
-        if rewards:
-            for row in rewards:
-                row["event_pk"] = event_pk
-            connection.execute(statements.insert_rewards, rewards)
-        counted = [(grant.reward.campaign_id, grant.local_day)
-                   for grant in decision.grants if grant.campaign is not None]
-        if counted:
-            connection.execute(statements.count_use, [
-                {"campaign_id": campaign_id, "user_id": event.user_id, "uses": 1}
-                for campaign_id, _ in counted])
-            connection.execute(statements.count_daily_use, [
-                {"campaign_id": campaign_id, "user_id": event.user_id, "day": day, "uses": 1}
-                for campaign_id, day in counted])
-        connection.execute(statements.update_user, {
-            "user_id_": event.user_id, "activated": int(event.type == ACTIVATION),
-            "paid": int(event.type == PAYMENT), "balance": balance})
+            "created_at": now}
+        uses = [(grant.reward.campaign_id, grant.local_day)
+                for grant in decision.grants if grant.campaign is not None]
+        self._refuse_expired(held)
+        writes.write(EventRows(event=event_row, rewards=rewards, uses=uses,
+                               activated=int(event.type == ACTIVATION),
+                               paid=int(event.type == PAYMENT), balance=balance))
         return Recorded(status=201, body=response, replayed=False, decision=decision)
 
     def _record_refund(self, client_id: str, event: Event, request_hash: str,
@@ -479,8 +381,12 @@ class Ledger:
             request_hash=request_hash, response="", created_at=utcnow())
         db.session.add(record)
         db.session.flush()  # takes the (client_id, event_id) unique slot now
-        lock_user(event.user_id, event.occurred_at)
-        user = db.session.get(UserRecord, event.user_id)
+        # The user's lock (refunds need neither a new user's row nor the campaign counters:
+        # a user without a row has no payment to refund).
+        user = db.session.execute(select(UserRecord).where(UserRecord.user_id == event.user_id)
+                                  .with_for_update()).scalar_one_or_none()
+        if user is None:
+            raise self._unknown_payment(event)
         rewards = self._reverse(record, event, user, held)
         user.points_balance += sum(r.points for r in rewards if r.points is not None)
         body = {"event_id": event.event_id,
@@ -488,7 +394,14 @@ class Ledger:
                 "points_balance": user.points_balance}
         record.response = dumps(body)
         db.session.flush()
+        self._refuse_expired(held)
         return Recorded(status=201, body=record.response, replayed=False)
+
+    @staticmethod
+    def _unknown_payment(event: Event) -> LedgerError:
+        return LedgerError("unknown_payment",
+                           f"no payment {event.original_event_id} of user {event.user_id}",
+                           field="original_event_id")
 
     def _evaluate_reserving(self, event: Event, state: UserState, engine: RulesEngine,
                             held: list[Reservation]) -> Decision:
@@ -548,9 +461,7 @@ class Ledger:
                                       EventRecord.type == PAYMENT)
             .with_for_update()).scalar_one_or_none()
         if payment is None or payment.user_id != event.user_id:
-            raise LedgerError("unknown_payment",
-                              f"no payment {event.original_event_id} of user {event.user_id}",
-                              field="original_event_id")
+            raise self._unknown_payment(event)
         if payment.currency != event.currency:
             raise LedgerError("validation_error",
                               f"the payment was in {payment.currency}", field="currency")

@@ -23,16 +23,14 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner
-from marshmallow import RAISE, Schema
 from sqlalchemy import create_engine, func, select, text
 
 from conftest import (PG_ADMIN_URL, TEST_REDIS_URL, make_redis_settings, make_settings,
                       reused_schema_url, running_app)
+from factories import PaymentPointsType
 from promo_engine import hookimpl
-from promo_engine.campaign_type import CampaignType
 from promo_engine.cli import main
 from promo_engine.consumer import ConsumerOptions, StreamConsumer
-from promo_engine.event import PAYMENT
 from promo_engine.registry import build_registry, get_plugin_manager
 from wallet import OPEN_RANGE, activation, install_campaigns, payment, refund
 
@@ -46,21 +44,9 @@ ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_
 
 # -- a campaign type that looks at Redis from inside the ledger transaction -------------
 
-class NoParams(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class ProbeType(CampaignType):
+class ProbeType(PaymentPointsType):
     """Grants nothing; calls `PROBE` (when set) while the event's transaction is open."""
     name = "stream_probe"
-    params_schema = NoParams
-
-    def triggers(self, params):
-        return frozenset({PAYMENT})
-
-    def reward_unit(self, params):
-        return "points"
 
     def compile(self, campaign):
         def evaluate(ctx):
@@ -228,15 +214,21 @@ def pg_app(postgres_url, tmp_path):
 
 
 def terminate_own_connection(ctx) -> None:
-    """From inside the ledger transaction: have PostgreSQL end this very connection."""
+    """From inside the ledger transaction: have PostgreSQL end the connections that hold a
+    transaction open on the program's database, the ledger's own among them."""
     from promo_engine.extensions import db
-    pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    database = db.engine.url.database
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                               {"pid": pid}).scalar_one():
+            pids = conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = :database"
+                " AND state LIKE 'idle in transaction%'"), {"database": database}).scalars().all()
+            assert pids, "no open transaction to end"
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                               {"pids": pids}).scalar_one():
                 time.sleep(0.01)
     finally:
         admin.dispose()
@@ -271,16 +263,42 @@ def test_a_message_whose_transaction_fails_is_not_acknowledged_and_is_redelivere
     assert consumer.stats.outcomes == {"recorded": 1}
 
 
+def test_a_message_met_by_budget_counters_being_rebuilt_is_retried_not_dead_lettered(
+        app, streams, monkeypatch):
+    from promo_engine.app import promo_service
+    from promo_engine.reservations import NotReady
+
+    def not_ready(**kwargs):
+        raise NotReady(250)
+    monkeypatch.setattr(promo_service(app).ledger, "record", not_ready)
+    message_id = streams.add(payment("pay-1", "20.00"))
+    consumer = new_consumer(app, streams)
+
+    with pytest.raises(NotReady):  # what run() pauses on, for as long as it asks
+        consumer.step()
+    assert [p["message_id"] for p in streams.pending()] == [message_id]
+    assert streams.entries(streams.dead) == []
+
+    monkeypatch.undo()  # the counters are built
+    assert consumer.step() == 1
+    assert list(events_in_ledger(app)) == ["pay-1"]
+    assert streams.pending() == []
+
+
 def test_a_message_failing_with_an_unexpected_error_is_retried_then_dead_lettered(pg_app,
                                                                                   streams):
     from sqlalchemy.exc import InternalError
 
-    def abort_the_transaction(ctx):
-        # The engine skips a campaign whose evaluator raises, but PostgreSQL has aborted
-        # the transaction: the ledger's next statement fails with an error no retry cures.
-        from promo_engine.extensions import db
-        db.session.execute(text("SELECT no_such_function()"))
-    PROBE["hook"] = abort_the_transaction
+    from promo_engine.extensions import db
+    # A real error from the ledger's own transaction that no retry cures: PostgreSQL refuses
+    # every reward row, with SQLSTATE XX000 (internal_error).
+    with pg_app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("CREATE FUNCTION refuse_rewards() RETURNS trigger LANGUAGE plpgsql"
+                              " AS $$ BEGIN RAISE EXCEPTION 'rewards refused by the test'"
+                              " USING ERRCODE = 'internal_error'; END $$"))
+            conn.execute(text("CREATE TRIGGER refuse_rewards BEFORE INSERT ON rewards"
+                              " FOR EACH ROW EXECUTE FUNCTION refuse_rewards()"))
     message_id = streams.add(payment("pay-1", "20.00"))
     consumer = new_consumer(pg_app, streams)
 
