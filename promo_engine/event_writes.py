@@ -6,7 +6,8 @@ This is the hot path, and on PostgreSQL each statement is a round trip plus SQLA
 and psycopg's work per statement, which together cost more than the evaluation itself. So:
 
 - `PostgresEventWrites` sends each step as one psycopg pipeline: the user's row (created if
-  new) and its lock, the counters and the stored copy of the event (if any) in one round trip; the event, rewards,
+  new) and its lock, then its counters (and the stored copy of the event, when no replay
+  cache has looked for it) in one round trip; the event, rewards,
   counters and user in one data-modifying statement, pipelined with its COMMIT. Fixed SQL
   (arrays for the rows), so psycopg prepares it once per connection.
 - `SqlEventWrites` does the same with SQLAlchemy Core statements built once per dialect
@@ -170,9 +171,11 @@ class SqlEventWrites:
         return result.rowcount == 1
 
     def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
-                  client_id: str, event_id: str) -> tuple[UserState, StoredEvent | None]:
+                  client_id: str, event_id: str,
+                  find_stored: bool = False) -> tuple[UserState, StoredEvent | None]:
         """Create the user's row if new and lock it until commit, in one statement; then
-        the counters, read after the lock, so the user's last event is always counted."""
+        the counters, read after the lock, so the user's last event is always counted.
+        The caller looks for a stored copy of the event itself (`finds_stored_event`)."""
         connection = self.session.connection()
         user = connection.execute(self.statements.lock_user,
                                   {"user_id": user_id, "now": now}).one()
@@ -205,25 +208,27 @@ class SqlEventWrites:
 
 # -- PostgreSQL: two pipelines of fixed SQL ----------------------------------------------
 
-# The user's row is created if new, then locked. Two statements rather than a no-op ON
-# CONFLICT DO UPDATE (which locks too, in one): that would write a new version of the row on
-# every event, and the event's own UPDATE of the row writes another. FOR UPDATE waits for
-# another event of the user and then returns the row as that event committed it.
-_PG_CREATE_USER = """
+# The user's row, created if new and locked until commit without writing a new version of it:
+# ON CONFLICT DO UPDATE locks the row it conflicts with even when its WHERE updates nothing.
+# (A no-op SET would lock too, but write a version of the row on every event, and the
+# event's own UPDATE of the row writes another.) It waits for another event of the user.
+_PG_LOCK_USER = """
 INSERT INTO users (user_id, activations, payments, points_balance, created_at)
 VALUES (%(user_id)s, 0, 0, 0, %(now)s)
-ON CONFLICT (user_id) DO NOTHING
-"""
-_PG_LOCK_USER = """
-SELECT activations, payments, points_balance FROM users WHERE user_id = %(user_id)s FOR UPDATE
+ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
 """
 
 # Its own statement, after the lock in the same pipeline: READ COMMITTED takes a snapshot per
 # statement, so it sees the last event of this user even when the lock had to wait for it.
-_PG_CAMPAIGN_USES = """
-SELECT campaign_id, NULL::date AS day, uses FROM user_campaign_usage WHERE user_id = %(user_id)s
+# The user's counters come first (campaign_id NULL), then the uses of each campaign.
+_PG_USER_COUNTERS = """
+SELECT NULL AS campaign_id, NULL::date AS day, activations, payments, points_balance
+FROM users WHERE user_id = %(user_id)s
 UNION ALL
-SELECT campaign_id, day, uses FROM user_campaign_daily_usage
+SELECT campaign_id, NULL::date, uses, NULL, NULL FROM user_campaign_usage
+WHERE user_id = %(user_id)s
+UNION ALL
+SELECT campaign_id, day, uses, NULL, NULL FROM user_campaign_daily_usage
 WHERE user_id = %(user_id)s AND day BETWEEN %(first_day)s AND %(last_day)s
 """
 
@@ -325,15 +330,22 @@ class PostgresEventWrites:
 
     def _error(self, exc, statement: str) -> DBAPIError:
         """psycopg's error as SQLAlchemy would have raised it (IntegrityError,
-        OperationalError ...), so that retries and error answers treat both paths alike;
-        a lost connection is invalidated, as SQLAlchemy does, so the pool drops it."""
+        OperationalError ...), so that retries and error answers treat both paths alike.
+        A connection that can no longer be used is invalidated, so the pool drops it rather
+        than try to reset it: one that was lost, and one a failed pipeline left busy (its
+        server went away mid-pipeline), which SQLAlchemy does not recognise as lost."""
         import psycopg
+        from psycopg import pq
         dialect = self.engine.dialect
-        invalidated = self._pooled is not None and dialect.is_disconnect(
-            exc, self._pooled.dbapi_connection, None)
-        if invalidated:
-            self._pooled.invalidate(exc)
-            self._pooled = None
+        invalidated = False
+        if self._pooled is not None:
+            driver = self._pooled.driver_connection
+            invalidated = (driver.closed or driver.broken
+                           or driver.pgconn.pipeline_status != pq.PipelineStatus.OFF
+                           or dialect.is_disconnect(exc, self._pooled.dbapi_connection, None))
+            if invalidated:
+                self._pooled.invalidate(exc)
+                self._pooled = None
         return DBAPIError.instance(statement, None, exc, psycopg.Error,
                                    connection_invalidated=invalidated, dialect=dialect)
 
@@ -351,23 +363,29 @@ class PostgresEventWrites:
         return cursor.rowcount == 1
 
     def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
-                  client_id: str, event_id: str) -> tuple[UserState, StoredEvent | None]:
+                  client_id: str, event_id: str,
+                  find_stored: bool = True) -> tuple[UserState, StoredEvent | None]:
+        """The user locked and its counters, in one round trip; with `find_stored`, also
+        the event as stored if it was recorded before (the caller has no replay cache)."""
         import psycopg
         first_day, last_day = _day_range(occurred_at)
         connection = self._driver_connection()
         try:
             with connection.pipeline():
-                connection.execute(_PG_CREATE_USER, {"user_id": user_id, "now": now})
-                user = connection.execute(_PG_LOCK_USER, {"user_id": user_id})
-                uses = connection.execute(_PG_CAMPAIGN_USES, {
+                connection.execute(_PG_LOCK_USER, {"user_id": user_id, "now": now})
+                counters = connection.execute(_PG_USER_COUNTERS, {
                     "user_id": user_id, "first_day": first_day, "last_day": last_day})
-                stored = connection.execute(_PG_STORED_EVENT,
-                                            {"client_id": client_id, "event_id": event_id})
-            activations, payments, balance = user.fetchone()
-            campaign_uses, daily_uses = _uses_from_rows(uses.fetchall())
-            stored_row = stored.fetchone()
+                stored = (connection.execute(_PG_STORED_EVENT,
+                                             {"client_id": client_id, "event_id": event_id})
+                          if find_stored else None)
+            rows = counters.fetchall()
+            stored_row = stored.fetchone() if stored is not None else None
         except psycopg.Error as exc:
             raise self._error(exc, _PG_LOCK_USER) from exc
+        [(_, _, activations, payments, balance)] = [row for row in rows if row[0] is None]
+        campaign_uses, daily_uses = _uses_from_rows(
+            [(campaign_id, day, count) for campaign_id, day, count, _, _ in rows
+             if campaign_id is not None])
         state = UserState(user_id=user_id, activations=activations, payments=payments,
                           points_balance=balance, campaign_uses=campaign_uses,
                           daily_uses=daily_uses)

@@ -248,7 +248,7 @@ class Ledger:
             try:
                 # With the replay cache in front, a new event is by far the likelier here,
                 # so it skips this lookup: a copy is still found at the event's INSERT.
-                # PostgreSQL's writes find a stored copy in the user lock's round trip.
+                # Without it, PostgreSQL's writes look in the user lock's round trip.
                 if self.replays is None and not writes.finds_stored_event:
                     replay = self._replay(client_id, event.event_id, request_hash)
                     if replay is not None:
@@ -300,7 +300,11 @@ class Ledger:
                 self.reservations.confirm(reservation, pipeline=pipe)
             if self.replays is not None:
                 self.replays.put(pipe, client_id, event_id, request_hash, recorded.body)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.exceptions.NoScriptError:  # Redis restarted: scripts load again
+                for reservation in held:
+                    self.reservations.confirm(reservation)
         except redis.RedisError as exc:
             redis_trouble.warning("an event committed, but Redis could not be told (its "
                                   "reservations settle at their deadline; replays are answered "
@@ -326,7 +330,8 @@ class Ledger:
         same user's lock, so the copy waits for this one's commit and then replays it."""
         now = utcnow()
         state, stored = writes.lock_user(user_id=event.user_id, occurred_at=event.occurred_at,
-                                         now=now, client_id=client_id, event_id=event.event_id)
+                                         now=now, client_id=client_id, event_id=event.event_id,
+                                         find_stored=self.replays is None)
         if stored is not None:
             if stored.request_hash != request_hash:
                 raise IdempotencyConflict()

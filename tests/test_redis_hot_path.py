@@ -53,6 +53,30 @@ def wallet(app, tmp_path):
     return new_wallet_client(app)
 
 
+def test_an_event_is_confirmed_after_redis_lost_its_scripts(app, wallet, redis_client,
+                                                            redis_prefix):
+    """Confirmations go in a pipeline by digest alone; a Redis that restarted (or flushed
+    its scripts) meanwhile answers NOSCRIPT, and the confirmation is sent again with it."""
+    from promo_engine.app import promo_service
+    reservations = promo_service(app).reservations
+    reserve = reservations.reserve
+
+    def reserve_then_lose_the_scripts(requests):
+        outcome = reserve(requests)
+        redis_client.script_flush()
+        return outcome
+    reservations.reserve = reserve_then_lose_the_scripts
+    try:
+        first = wallet.event(**payment("p1", "50.00", user_id="a"))
+    finally:
+        del reservations.reserve
+    assert first.status_code == 201 and campaign_ids(first) == [None, "tenner"]
+    assert counters(app, "tenner") == {"tenner": (1000, 1)}
+    assert redis_client.zcard(f"{redis_prefix}:inflight") == 0  # confirmed, not left in flight
+    assert redis_client.zcard(f"{redis_prefix}:confirmed") == 1
+    replay = wallet.event(**payment("p1", "50.00", user_id="a"))  # and the replay cached
+    assert replay.status_code == 200 and replay.data == first.data
+
 def test_budget_is_counted_in_redis_and_the_database_rows_are_left_alone(app, wallet):
     from promo_engine.extensions import db
     from promo_engine.models import CampaignUsage
@@ -338,6 +362,33 @@ def test_each_client_is_limited_across_workers(database_url, redis_prefix):
         assert other.get("/v1/users/u_1/points").status_code == 200
         assert other.get("/v1/users/u_1/points").status_code == 429
 
+
+def test_leased_allowance_never_lets_more_than_the_limit_through(redis_client, redis_prefix):
+    """Two workers share one client's 300 per minute: each takes leases of 3 from Redis,
+    so together they let through at most 300 in a window, and at least 300 less what each
+    may hold unspent (2); the next window starts afresh."""
+    from promo_engine.api.errors import ApiError
+    from promo_engine.api.rate_limit import LeasedRateLimit
+    now = [6_000_000.0]  # a whole number of minutes: the window starts here
+    workers = [LeasedRateLimit("300/minute", redis_client, redis_prefix, clock=lambda: now[0])
+               for _ in range(2)]
+    assert workers[0].lease == 3
+
+    def allowed(count: int) -> int:
+        passed = 0
+        for n in range(count):
+            try:
+                workers[n % 2].check("pk_wallet")
+                passed += 1
+            except ApiError as exc:
+                assert exc.status == 429 and exc.headers["Retry-After"] == str(60 - int(now[0] % 60))
+        return passed
+    assert 296 <= allowed(400) <= 300
+    now[0] += 30.5
+    assert allowed(50) == 0  # the same window
+    now[0] += 29.5
+    assert 296 <= allowed(400) <= 300  # the next one
+    assert int(redis_client.get(f"{redis_prefix}:rate:9:pk_wallet:{int(now[0] // 60)}")) >= 300
 
 def test_rate_limits_without_redis_count_per_process(database_url):
     from conftest import make_settings
