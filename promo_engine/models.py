@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, Date, DateTime, ForeignKey, Index, Integer, JSON, String,
-                        Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Date, DateTime, ForeignKey, Index, Integer, JSON,
+                        PrimaryKeyConstraint, String, Text, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -106,18 +106,23 @@ class UserRecord(db.Model):
 
 class UserCampaignUsage(db.Model):
     __tablename__ = "user_campaign_usage"
+    # Keyed by user first: every event reads all of its user's counters (an index range,
+    # not a scan of the table).
+    __table_args__ = (PrimaryKeyConstraint("user_id", "campaign_id"),)
 
-    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
     uses: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class UserCampaignDailyUsage(db.Model):
     __tablename__ = "user_campaign_daily_usage"
+    # Keyed by user, then day: every event reads its user's counters of the days around it.
+    __table_args__ = (PrimaryKeyConstraint("user_id", "day", "campaign_id"),)
 
-    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[datetime] = mapped_column(Date, primary_key=True)  # campaign-local day
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[datetime] = mapped_column(Date)  # campaign-local day
     uses: Mapped[int] = mapped_column(Integer, default=0)
 
 

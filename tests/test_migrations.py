@@ -79,3 +79,39 @@ def test_concurrent_upgrades_of_one_postgresql_database_both_succeed(postgres_ur
     assert errors == []
     assert sorted(r.changed for r in results) == [False, True]
     assert differences(postgres_url) == []
+
+
+def test_a_users_counters_are_read_through_an_index(postgres_url):
+    """Every event reads its user's campaign counters (event_writes.py). Keys led by the user
+    serve that read from a few index pages; keys led by the campaign made PostgreSQL read
+    every row of both tables, on every event, ever more as users come."""
+    import json
+    from datetime import date
+
+    from sqlalchemy import text
+
+    from promo_engine.event_writes import _PG_USER_COUNTERS
+    schema.upgrade(postgres_url)
+    engine = create_engine(postgres_url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO user_campaign_usage (campaign_id, user_id, uses) "
+                "SELECT 'c' || (n % 50), 'u' || n, 1 FROM generate_series(1, 20000) AS n"))
+            connection.execute(text(
+                "INSERT INTO user_campaign_daily_usage (campaign_id, user_id, day, uses) "
+                "SELECT 'c' || (n % 50), 'u' || n, DATE '2026-12-04', 1 "
+                "FROM generate_series(1, 20000) AS n"))
+            connection.execute(text("ANALYZE user_campaign_usage; ANALYZE user_campaign_daily_usage"))
+        with engine.connect() as connection:
+            query = _PG_USER_COUNTERS.replace("%(user_id)s", "'u7'") \
+                .replace("%(first_day)s", "DATE '2026-12-03'").replace("%(last_day)s", "DATE '2026-12-05'")
+            rows = connection.execute(text(query)).all()
+            [[plan]] = connection.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query)).all()
+    finally:
+        engine.dispose()
+    assert sorted(rows, key=str) == [("c7", None, 1, None, None),
+                                     ("c7", date(2026, 12, 4), 1, None, None)]
+    top = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+    pages = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    assert pages <= 12, f"{pages} pages read for one user's counters: {json.dumps(top)[:2000]}"
