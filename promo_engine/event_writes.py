@@ -7,9 +7,9 @@ and psycopg's work per statement, which together cost more than the evaluation i
 
 - `PostgresEventWrites` sends each step as one psycopg pipeline: the user's row (created if
   new) and its lock, then its counters (and the stored copy of the event, when no replay
-  cache has looked for it) in one round trip; the event, rewards,
-  counters and user in one data-modifying statement, pipelined with its COMMIT. Fixed SQL
-  (arrays for the rows), so psycopg prepares it once per connection.
+  cache has looked for it) in one round trip; the event, rewards, counters and user in one
+  data-modifying statement, pipelined with its COMMIT. Fixed SQL (arrays for the rows), so
+  psycopg prepares it once per connection.
 - `SqlEventWrites` does the same with SQLAlchemy Core statements built once per dialect
   (SQLite, and any database without the pipeline), one statement per table.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import Date, bindparam, insert, null, select, type_coerce, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -67,7 +67,7 @@ def _uses_from_rows(rows) -> tuple[dict, dict]:
 
 def _day_range(occurred_at: datetime) -> tuple[date, date]:
     """The event's local day in any zone is within a day of its UTC date."""
-    utc_day = occurred_at.date()
+    utc_day = occurred_at.astimezone(timezone.utc).date()
     return utc_day - timedelta(days=1), utc_day + timedelta(days=1)
 
 
@@ -421,7 +421,10 @@ class PostgresEventWrites:
         self.commit_in_doubt = False
 
 
-def event_writes_for(db, event) -> SqlEventWrites | PostgresEventWrites:
+EventWrites = SqlEventWrites | PostgresEventWrites
+
+
+def event_writes_for(db, event) -> EventWrites:
     """The writes for this event on the program's database. Refunds (rare, and with more
     to read) go through the session on every database."""
     engine = db.engine

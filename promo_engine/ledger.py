@@ -33,7 +33,8 @@ from .campaign_type import UserState
 from .database import run_in_transaction
 from .engine import CompiledCampaign, Decision, RulesEngine
 from .event import ACTIVATION, PAYMENT, REFUND, Event
-from .event_writes import AlreadyRecorded, EventRows, event_writes_for, read_campaign_uses
+from .event_writes import (AlreadyRecorded, EventRows, EventWrites, event_writes_for,
+                           read_campaign_uses)
 from .extensions import db
 from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDailyUsage,
                      UserCampaignUsage, UserRecord, utcnow)
@@ -93,7 +94,7 @@ def iso(value: datetime) -> str:
 class DatabaseGate:
     """Reserves budget and redemptions with one guarded UPDATE: never check-then-act."""
 
-    def __init__(self, minor_digits: int, writes):
+    def __init__(self, minor_digits: int, writes: EventWrites):
         self.minor_digits = minor_digits
         self.writes = writes
 
@@ -320,7 +321,8 @@ class Ledger:
             raise ReservationExpired()
 
     def _record_grants(self, client_id: str, event: Event, request_hash: str,
-                       engine: RulesEngine, held: list[Reservation], writes) -> Recorded:
+                       engine: RulesEngine, held: list[Reservation],
+                       writes: EventWrites) -> Recorded:
         """A payment, activation or plugin event: lock the user and read its counters,
         evaluate, then write every row at once (`event_writes.py`: one round trip each
         on PostgreSQL, where the write is pipelined with the commit).

@@ -154,7 +154,10 @@ EDGE_TIMES = ["0001-01-01T00:00:00+14:00", "0001-01-01T07:59:59Z", "9999-12-31T2
 TIMES = (st.sampled_from(RECORDABLE_TIMES + RECORDABLE_TIMES + EDGE_TIMES)
          | st.builds(_timestamp, st.datetimes(FIRST_DAY, LAST_DAY), st.sampled_from(OFFSETS),
                      st.booleans()))
-AMOUNTS = st.sampled_from(["0.01", "9.99", "50.00", "88.80", "128.50", "499.99", "2000.00",
+# Rewarding amounts first: Hypothesis leans towards the first of a sampled_from (its
+# simplest), and what else it draws moves with the constants it collects from the modules
+# loaded, i.e. with the rest of the suite; the run must still earn every kind of reward.
+AMOUNTS = st.sampled_from(["128.50", "88.80", "50.00", "499.99", "2000.00", "9.99", "0.01",
                            "1000000000.00"]) | st.integers(1, 10**11).map(_money)
 REFUNDS = st.sampled_from(["0.01", "100.00", "250.00", "499.99", "500.00", "500.01", "900.00"])
 STEERING = st.fixed_dictionaries({
