@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+import psycopg
+from psycopg import pq
 from sqlalchemy import Date, bindparam, insert, null, select, type_coerce, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -308,7 +310,6 @@ class PostgresEventWrites:
 
     def _driver_connection(self):
         if self._pooled is None:
-            import psycopg
             try:
                 # Pre-pinged, as the session's are. Unlike `Engine.connect`, the pool's own
                 # checkout does not wrap psycopg's errors: a database that is down must
@@ -334,8 +335,6 @@ class PostgresEventWrites:
         A connection that can no longer be used is invalidated, so the pool drops it rather
         than try to reset it: one that was lost, and one a failed pipeline left busy (its
         server went away mid-pipeline), which SQLAlchemy does not recognise as lost."""
-        import psycopg
-        from psycopg import pq
         dialect = self.engine.dialect
         invalidated = False
         if self._pooled is not None:
@@ -353,7 +352,6 @@ class PostgresEventWrites:
                            max_redemptions: int | None) -> bool:
         """Budget and one redemption from the campaign's usage row, in one guarded UPDATE
         (never check-then-act); False when they do not fit."""
-        import psycopg
         try:
             cursor = self._driver_connection().execute(_PG_TAKE_FROM_CAMPAIGN, {
                 "campaign_id": campaign_id, "cost": cost, "budget_limit": budget_limit,
@@ -367,7 +365,6 @@ class PostgresEventWrites:
                   find_stored: bool = True) -> tuple[UserState, StoredEvent | None]:
         """The user locked and its counters, in one round trip; with `find_stored`, also
         the event as stored if it was recorded before (the caller has no replay cache)."""
-        import psycopg
         first_day, last_day = _day_range(occurred_at)
         connection = self._driver_connection()
         try:
@@ -394,7 +391,6 @@ class PostgresEventWrites:
     def write(self, rows: EventRows) -> None:
         """Write and commit in one round trip; a copy of the event committed meanwhile
         raises IntegrityError with nothing written."""
-        import psycopg
         params = dict(rows.event)
         for column in _REWARD_COLUMNS:
             params["r_" + column] = [row[column] for row in rows.rewards]
