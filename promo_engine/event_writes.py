@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from .campaign_type import UserState
+from .database import end_read, retrying, run_in_transaction
 from .event import REFUND
 from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDailyUsage,
                      UserCampaignUsage, UserRecord)
@@ -140,6 +141,10 @@ def read_campaign_uses(session, user_id: str, occurred_at: datetime) -> tuple[di
     return _uses_from_rows(rows)
 
 
+_STORED_EVENT = select(_events.c.request_hash, _events.c.response).where(
+    _events.c.client_id == bindparam("client_id"), _events.c.event_id == bindparam("event_id"))
+
+
 class SqlEventWrites:
     """One SQLAlchemy Core statement per table, in the session's transaction, which
     `run_in_transaction` commits."""
@@ -150,6 +155,15 @@ class SqlEventWrites:
     def __init__(self, session):
         self.session = session
         self.statements = _core_statements(session.get_bind().dialect.name)
+
+    def run(self, work):
+        """`work` in a write transaction of the session, committed, retried on conflicts."""
+        return run_in_transaction(self.session, work)
+
+    def find_stored(self, client_id: str, event_id: str) -> StoredEvent | None:
+        row = self.session.connection().execute(
+            _STORED_EVENT, {"client_id": client_id, "event_id": event_id}).first()
+        return StoredEvent(*row) if row is not None else None
 
     def rollback(self) -> None:
         self.session.rollback()
@@ -298,22 +312,40 @@ WHERE campaign_id = %(campaign_id)s
 
 class PostgresEventWrites:
     """Two round trips per event: lock and read, then write and commit, on a connection of
-    its own from the engine's pool: the ORM session's bookkeeping around a transaction costs
-    more than these round trips, and nothing here needs it."""
+    its own from the engine's pool. The ORM session is not used: its bookkeeping around a
+    transaction (begun and committed even when empty) costs more than these round trips."""
 
     finds_stored_event = True
 
-    def __init__(self, engine):
+    def __init__(self, engine, session):
         self.engine = engine
+        self.session = session
         self._pooled = None
         self.commit_in_doubt = False
+
+    def run(self, work):
+        """`work`, which commits (`write`) and closes, retried on conflicts. Reads in the
+        session end before and after (an API key looked up, a counter built from the
+        ledger), so that a request holds no connection it no longer needs. Where no session
+        was made yet (the usual case) none is made: making one costs more than a round trip."""
+        made = self.session.registry.has  # db.session is a scoped_session
+        if made():
+            end_read(self.session)
+        try:
+            return retrying(work)
+        finally:
+            # Reads only (the event's writes are not in the session): a rollback ends them
+            # in any state.
+            if made() and self.session().in_transaction():
+                self.session.rollback()
 
     def _driver_connection(self):
         if self._pooled is None:
             try:
-                # Pre-pinged, as the session's are. Unlike `Engine.connect`, the pool's own
-                # checkout does not wrap psycopg's errors: a database that is down must
-                # still be an OperationalError (a 503), not an unknown error (a 500).
+                # Pinged when idle, as the session's are (`database.py`). Unlike
+                # `Engine.connect`, the pool's own checkout does not wrap psycopg's errors:
+                # a database that is down must still be an OperationalError (a 503), not an
+                # unknown error (a 500).
                 self._pooled = self.engine.raw_connection()
             except psycopg.Error as exc:
                 raise self._error(exc, "connect") from exc
@@ -328,6 +360,15 @@ class PostgresEventWrites:
         if self._pooled is not None:
             self._pooled.close()
             self._pooled = None
+        self.commit_in_doubt = False
+
+    def find_stored(self, client_id: str, event_id: str) -> StoredEvent | None:
+        try:
+            row = self._driver_connection().execute(
+                _PG_STORED_EVENT, {"client_id": client_id, "event_id": event_id}).fetchone()
+        except psycopg.Error as exc:
+            raise self._error(exc, _PG_STORED_EVENT) from exc
+        return StoredEvent(*row) if row is not None else None
 
     def _error(self, exc, statement: str) -> DBAPIError:
         """psycopg's error as SQLAlchemy would have raised it (IntegrityError,
@@ -425,5 +466,5 @@ def event_writes_for(db, event) -> EventWrites:
     to read) go through the session on every database."""
     engine = db.engine
     if engine.dialect.name == "postgresql" and event.type != REFUND:
-        return PostgresEventWrites(engine)
+        return PostgresEventWrites(engine, db.session)
     return SqlEventWrites(db.session)

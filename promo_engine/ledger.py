@@ -7,7 +7,7 @@ then the campaign-wide limits. Those are held in one of two places:
 
 - without Redis, in campaign usage rows through guarded UPDATEs (budget and redemptions can
   never be exceeded, whatever runs concurrently). PostgreSQL may still report a deadlock
-  between two users' campaign updates; `run_in_transaction` retries the whole event.
+  between two users' campaign updates; the whole event is retried (`database.retrying`).
 - with Redis (`reservations.py`), in counters reserved for the whole event in one script.
   The event is evaluated as if every limited reward fitted, the rewards are reserved all or
   none, and a campaign found full is evaluated again as full; the reservation is given back
@@ -30,11 +30,10 @@ from sqlalchemy.exc import IntegrityError
 
 from . import money
 from .campaign_type import UserState
-from .database import run_in_transaction
 from .engine import CompiledCampaign, Decision, RulesEngine
 from .event import ACTIVATION, PAYMENT, REFUND, Event
-from .event_writes import (AlreadyRecorded, EventRows, EventWrites, event_writes_for,
-                           read_campaign_uses)
+from .event_writes import (AlreadyRecorded, EventRows, EventWrites, StoredEvent,
+                           event_writes_for, read_campaign_uses)
 from .extensions import db
 from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDailyUsage,
                      UserCampaignUsage, UserRecord, utcnow)
@@ -221,16 +220,14 @@ class Ledger:
 
     # -- idempotency ---------------------------------------------------------------
 
-    def _replay(self, client_id: str, event_id: str, request_hash: str) -> Recorded | None:
-        existing = db.session.execute(
-            select(EventRecord.request_hash, EventRecord.response)
-            .where(EventRecord.client_id == client_id, EventRecord.event_id == event_id)
-        ).first()
-        if existing is None:
+    @staticmethod
+    def _replayed(stored: StoredEvent | None, request_hash: str) -> Recorded | None:
+        """The first answer to an event recorded before, or None for a new event."""
+        if stored is None:
             return None
-        if existing.request_hash != request_hash:
+        if stored.request_hash != request_hash:
             raise IdempotencyConflict()
-        return Recorded(status=200, body=existing.response, replayed=True)
+        return Recorded(status=200, body=stored.response, replayed=True)
 
     def record(self, *, client_id: str, event: Event, request_hash: str,
                engine: RulesEngine) -> Recorded:
@@ -238,20 +235,19 @@ class Ledger:
         if self.replays is not None:
             cached = self.replays.get(client_id, event.event_id)
             if cached is not None:
-                if cached[0] != request_hash:
-                    raise IdempotencyConflict()
-                return Recorded(status=200, body=cached[1], replayed=True)
+                return self._replayed(StoredEvent(*cached), request_hash)
         held: list[Reservation] = []  # Redis reservations of the attempt that commits
+        writes = event_writes_for(db, event)
 
         def attempt() -> Recorded:
             held.clear()
-            writes = event_writes_for(db, event)
             try:
                 # With the replay cache in front, a new event is by far the likelier here,
                 # so it skips this lookup: a copy is still found at the event's INSERT.
                 # Without it, PostgreSQL's writes look in the user lock's round trip.
                 if self.replays is None and not writes.finds_stored_event:
-                    replay = self._replay(client_id, event.event_id, request_hash)
+                    replay = self._replayed(writes.find_stored(client_id, event.event_id),
+                                            request_hash)
                     if replay is not None:
                         return replay
                 try:
@@ -263,7 +259,8 @@ class Ledger:
                     # A copy of this event committed first: answer as a replay.
                     self._release(held)
                     writes.rollback()
-                    replay = self._replay(client_id, event.event_id, request_hash)
+                    replay = self._replayed(writes.find_stored(client_id, event.event_id),
+                                            request_hash)
                     if replay is None:
                         raise
                     return replay
@@ -273,7 +270,7 @@ class Ledger:
                 raise
             finally:
                 writes.close()
-        recorded = run_in_transaction(db.session, attempt)
+        recorded = writes.run(attempt)
         self._after_commit(client_id, event.event_id, request_hash, recorded, held)
         return recorded
 
@@ -334,10 +331,9 @@ class Ledger:
         state, stored = writes.lock_user(user_id=event.user_id, occurred_at=event.occurred_at,
                                          now=now, client_id=client_id, event_id=event.event_id,
                                          find_stored=self.replays is None)
-        if stored is not None:
-            if stored.request_hash != request_hash:
-                raise IdempotencyConflict()
-            return Recorded(status=200, body=stored.response, replayed=True)
+        replay = self._replayed(stored, request_hash)
+        if replay is not None:
+            return replay
         if self.reservations is None:
             decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits, writes))
         else:
