@@ -1,10 +1,11 @@
-"""The load benchmark (bench/load.py) runs end to end in its smoke mode.
+"""The PostgreSQL + Redis benchmarks run end to end in their smoke modes.
 
 `bench/load.py --quick` makes its own PostgreSQL database, migrates it, creates a client,
 applies campaigns, starts `promo-engine serve --workers 1` and the bare floor app under
-gunicorn, drives every phase for a moment, and drops the database. No timing is asserted
-(the figures live in docs/performance.md): only that it exits 0, prints its tables, and that
-every request it sent was answered as expected, with the ledger holding exactly those events.
+gunicorn, drives every phase for a moment, and drops the database. `bench/record.py
+--quick` records events in-process against the floor's write. No timing is asserted
+(the figures live in docs/performance.md): only that they exit 0, print their tables, and
+that every event was answered as expected, with the ledger holding exactly those events.
 """
 from __future__ import annotations
 
@@ -100,3 +101,25 @@ def test_percentiles_are_nearest_rank(bench):
     assert phase.pct(50) == pytest.approx(50.0)
     assert phase.pct(99) == pytest.approx(99.0)
     assert phase.pct(100) == pytest.approx(100.0)
+
+
+def test_record_quick_run_compares_with_the_floor_and_shows_the_steps(services, tmp_path):
+    """bench/record.py: the write path in one process against the floor's write."""
+    admin_url, redis_url = services
+    done = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "record.py"), "--quick", "--pg-admin-url", admin_url,
+         "--redis-url", redis_url],
+        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    medians = {line.split(":")[0].strip(): line.split()[-3] for line in out.splitlines()
+               if line.strip().startswith(("floor: one INSERT", "events: record_event_body"))}
+    assert set(medians) == {"floor", "events"}, out
+    assert all(float(value) > 0 for value in medians.values()), out
+    assert "floor / events (medians)" in out
+    steps = [line for line in out.splitlines() if line.strip().endswith(
+        ("(PostgreSQL)", "(Redis)", "validate the body", "evaluate the campaigns"))]
+    assert len(steps) == 7, out
+    # 20 campaigns readied with one event each, then 2 rounds of 50 and the stepped round.
+    assert "Ledger: 170 events stored, 170 answered 201." in out
+    assert "dropped" in out
