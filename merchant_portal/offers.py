@@ -260,10 +260,3 @@ def resume_campaign(user: PortalLogin, campaign_id: str, reason: str = "") -> No
 
     run_in_transaction(db.session, work)
     promo_service().invalidate()
-
-
-def usage_of(campaign_id: str | None) -> int:
-    if campaign_id is None:
-        return 0
-    usage = db.session.get(CampaignUsage, campaign_id)
-    return usage.spent if usage else 0

@@ -13,9 +13,10 @@ from sqlalchemy import select
 
 from promo_engine import money
 from promo_engine.app import promo_service
+from promo_engine.campaign_usage import current_usage
 from promo_engine.extensions import db
 from promo_engine.lifecycle import PAUSED
-from promo_engine.models import CampaignRecord, CampaignUsage
+from promo_engine.models import CampaignRecord
 
 from . import bp, i18n
 from .accounts import authenticate, end_sessions
@@ -149,8 +150,10 @@ def _same_site_path(url: str) -> str | None:
 def _budget(spec: dict, campaign_id: str | None, currency: str) -> dict:
     """Budget, used and left, as display strings (or None without a budget)."""
     budget = spec.get("budget") or {}
-    usage = db.session.get(CampaignUsage, campaign_id) if campaign_id else None
-    spent = usage.spent if usage else 0
+    spent = 0
+    if campaign_id is not None:
+        usage = current_usage(db.session, [campaign_id], promo_service().reservations)
+        spent = usage[campaign_id][0]
     if "amount" in budget:
         total = money.to_minor(Decimal(str(budget["amount"])), currency)
         return {"total": i18n.format_money(total, currency, minor=True),

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import money
 from .campaign_type import UserState
+from .campaign_usage import current_usage
 from .engine import CompiledCampaign, Decision, RulesEngine
 from .event import ACTIVATION, PAYMENT, REFUND, Event
 from .event_writes import (AlreadyRecorded, EventRows, EventWrites, StoredEvent,
@@ -128,21 +129,11 @@ class ReadOnlyGate:
         self.minor_digits = minor_digits
         self.reservations = reservations
 
-    def _usage(self, campaign_id: str) -> tuple[int, int]:
-        if self.reservations is not None:
-            try:
-                counters = self.reservations.counters([campaign_id])[campaign_id]
-            except redis.RedisError:  # a quote is an estimate: the last reconciled counts do
-                counters = None
-            if counters is not None:
-                return counters
-        usage = db.session.get(CampaignUsage, campaign_id)
-        return (usage.spent, usage.redemptions) if usage else (0, 0)
-
     def reserve(self, compiled: CompiledCampaign, reward: Reward, local_day: date) -> bool:
         if compiled.budget_limit is None and compiled.max_redemptions is None:
             return True
-        spent, redemptions = self._usage(compiled.id)
+        spent, redemptions = current_usage(db.session, [compiled.id],
+                                           self.reservations)[compiled.id]
         if compiled.budget_limit is not None and \
                 spent + reward.budget_cost(self.minor_digits) > compiled.budget_limit:
             return False
@@ -236,6 +227,8 @@ class Ledger:
             cached = self.replays.get(client_id, event.event_id)
             if cached is not None:
                 return self._replayed(StoredEvent(*cached), request_hash)
+        if self.reservations is not None:
+            self.reservations.load_program_id()  # once per process, before any transaction
         held: list[Reservation] = []  # Redis reservations of the attempt that commits
         writes = event_writes_for(db, event)
 

@@ -8,6 +8,7 @@ lease token, checked against the highest token that has acted: a deposed leader 
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,8 +53,19 @@ def status_at(starts_at: datetime, ends_at: datetime, now: datetime) -> str:
 def ensure_program_state(session) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(ProgramState).values(id=1, campaigns_revision=0, scheduler_fence=0)
+    session.execute(insert(ProgramState).values(id=1, campaigns_revision=0, scheduler_fence=0,
+                                                program_id=secrets.token_hex(16))
                     .on_conflict_do_nothing(index_elements=["id"]))
+
+
+def program_id(session) -> str:
+    """This program database's id: made by migration 0005 and never changed, or made here
+    if the row was lost since (a write: run it in a transaction of its own)."""
+    ensure_program_state(session)
+    session.execute(update(ProgramState)
+                    .where(ProgramState.id == 1, ProgramState.program_id.is_(None))
+                    .values(program_id=secrets.token_hex(16)))
+    return session.execute(select(ProgramState.program_id).where(ProgramState.id == 1)).scalar_one()
 
 
 def bump_revision(session) -> None:

@@ -77,6 +77,9 @@ class ProgramState(db.Model):
     # The highest scheduler lease token that has acted: a deposed leader, holding a lower
     # token, finds it higher than its own and may not act (fencing).
     scheduler_fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Random, made with the row: the program whose counters a Redis prefix holds (see
+    # reservations.py), so that two databases never share one prefix's counters.
+    program_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class CampaignAudit(db.Model):

@@ -24,6 +24,10 @@ and reconciliation brings counters back down to the ledger only where that is pr
 - After Redis lost its data (a restart without persistence) reservations of transactions
   still running are gone; no counter is rebuilt until every deadline of that time has
   passed (the settle period), and events that need one get 503 with Retry-After until then.
+- A prefix holds the counters of one program database. The first reservation under it
+  records the database's program id; a reservation or reconciliation from a database with
+  another id is refused (503), where it would otherwise spend from, or rebuild from its own
+  ledger, counters that another program's events are counted in.
 """
 from __future__ import annotations
 
@@ -32,21 +36,32 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 import redis
 
+from .throttled_log import ThrottledWarning
+
 log = logging.getLogger(__name__)
+misconfigured = ThrottledWarning(log)
 
 NO_LIMIT = -1
 BUILD_LOCK_MS = 30_000  # longest a ledger read for missing counters may hold the build lock
 
-# KEYS: epoch, inflight, payloads, usage keys...
-# ARGV: reservation id, deadline (ms), settle (ms), payload, then per usage key:
+# The prefix's owner, claimed by the first program to use it. KEYS[4]: owner; ARGV[5]: program id
+_OWNER_CHECK = """
+local owner = redis.call('GET', KEYS[4])
+if not owner then redis.call('SET', KEYS[4], ARGV[5])
+elseif owner ~= ARGV[5] then return {'foreign', owner} end
+"""
+
+# KEYS: epoch, inflight, payloads, owner, usage keys...
+# ARGV: reservation id, deadline (ms), settle (ms), payload, program id, then per usage key:
 #       cost, redemptions, budget limit (-1: none), max redemptions (-1: none)
 # Returns {"ok"}, {"full", i...} (1-based positions that do not fit), {"init", i...}
-# (counters not built yet) or {"wait", ms} (settling after Redis lost its data).
-_RESERVE = """
+# (counters not built yet), {"wait", ms} (settling after Redis lost its data) or
+# {"foreign", owner} (the prefix holds another program's counters).
+_RESERVE = _OWNER_CHECK + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local settled = redis.call('GET', KEYS[1])
@@ -56,23 +71,23 @@ if not settled then
 end
 if now < tonumber(settled) then return {'wait', string.format('%d', tonumber(settled) - now)} end
 local missing = {'init'}
-for i = 4, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i - 3 end
+for i = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i - 4 end
 end
 if #missing > 1 then return missing end
 local full = {'full'}
-for i = 4, #KEYS do
-  local a = 5 + (i - 4) * 4
+for i = 5, #KEYS do
+  local a = 6 + (i - 5) * 4
   local usage = redis.call('HMGET', KEYS[i], 's', 'r')
   local budget, most = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   if (budget >= 0 and tonumber(usage[1]) + tonumber(ARGV[a]) > budget)
      or (most >= 0 and tonumber(usage[2]) + tonumber(ARGV[a + 1]) > most) then
-    full[#full + 1] = i - 3
+    full[#full + 1] = i - 4
   end
 end
 if #full > 1 then return full end
-for i = 4, #KEYS do
-  local a = 5 + (i - 4) * 4
+for i = 5, #KEYS do
+  local a = 6 + (i - 5) * 4
   redis.call('HINCRBY', KEYS[i], 's', ARGV[a])
   redis.call('HINCRBY', KEYS[i], 'r', ARGV[a + 1])
 end
@@ -144,13 +159,13 @@ local clock = redis.call('TIME')
 return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# Step two. KEYS: epoch, inflight, payloads, confirmed, usage keys...
+# Step two. KEYS: epoch, inflight, payloads, owner, confirmed, usage keys...
 # ARGV: T0 (ms), expired before (ms, host clock), keep confirmed (ms), only missing (1/0),
-#       then per usage key: campaign id, ledger spent, ledger redemptions
+#       program id, then per usage key: campaign id, ledger spent, ledger redemptions
 # Sets each counter to ledger + in flight + confirmed since T0; returns the number set,
-# -1 when the ledger was read too long ago (confirmations since may have been pruned), or
-# -2 while settling after a data loss.
-_RECONCILE = """
+# -1 when the ledger was read too long ago (confirmations since may have been pruned),
+# -2 while settling after a data loss, or {"foreign", owner} (another program's prefix).
+_RECONCILE = _OWNER_CHECK + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local t0 = tonumber(ARGV[1])
@@ -181,12 +196,12 @@ for _, rid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     if payload then add(payload) end
   end
 end
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], t0, '+inf')) do
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], t0, '+inf')) do
   add(string.sub(member, string.find(member, ' ', 1, true) + 1))
 end
 local set = 0
-for i = 5, #KEYS do
-  local a = 5 + (i - 5) * 3
+for i = 6, #KEYS do
+  local a = 6 + (i - 6) * 3
   if ARGV[4] == '0' or redis.call('EXISTS', KEYS[i]) == 0 then
     local id = ARGV[a]
     redis.call('HSET', KEYS[i],
@@ -214,6 +229,21 @@ class NotReady(Exception):
     def __init__(self, retry_after_ms: int):
         super().__init__(f"budget counters are being rebuilt; retry in {retry_after_ms} ms")
         self.retry_after_ms = retry_after_ms
+
+
+class ForeignPrefix(NotReady):
+    """The Redis prefix holds the counters of another program database (two databases were
+    given the same PROMO_REDIS_PREFIX). Nothing is reserved or rebuilt until that is put
+    right: an operator's fix, so the wait asked for is long."""
+
+    def __init__(self, prefix: str, owner: str, program_id: str):
+        super().__init__(retry_after_ms=60_000)
+        self.prefix, self.owner, self.program_id = prefix, owner, program_id
+
+    def __str__(self) -> str:
+        return (f"the Redis prefix {self.prefix} holds the counters of another program "
+                f"database (program id {self.owner}; this database's is {self.program_id}): "
+                f"give each database a PROMO_REDIS_PREFIX of its own")
 
 
 @dataclass
@@ -248,9 +278,11 @@ class Reservations:
     """The Redis side of budgets and limits; see the module's docstring for the invariant."""
 
     def __init__(self, client: redis.Redis, *, prefix: str, ttl_ms: int, grace_ms: int,
-                 keep_confirmed_ms: int = 120_000):
+                 program_id: Callable[[], str], keep_confirmed_ms: int = 120_000):
         self.client = client
         self.prefix = prefix
+        self._read_program_id = program_id  # read once, when first needed
+        self._program_id: str | None = None
         self.ttl_ms = ttl_ms
         self.grace_ms = grace_ms
         self.keep_confirmed_ms = keep_confirmed_ms
@@ -258,6 +290,7 @@ class Reservations:
         self.inflight_key = f"{prefix}:inflight"
         self.payloads_key = f"{prefix}:reservations"
         self.confirmed_key = f"{prefix}:confirmed"
+        self.owner_key = f"{prefix}:owner"
         self._reserve = client.register_script(_RESERVE)
         self._intend = client.register_script(_INTEND)
         self._release = client.register_script(_RELEASE)
@@ -274,18 +307,37 @@ class Reservations:
     def usage_key(self, campaign_id: str) -> str:
         return f"{self.prefix}:usage:{campaign_id}"
 
+    @property
+    def program_id(self) -> str:
+        """The id of the program database whose counters this prefix must hold, read once."""
+        if self._program_id is None:
+            self._program_id = self._read_program_id()
+        return self._program_id
+
+    def load_program_id(self) -> None:
+        """Read the program id now, if not yet: reading it may write (`lifecycle.program_id`),
+        so the ledger does this before an event's transaction, not inside it."""
+        self.program_id  # noqa: B018 - the property reads and keeps it
+
+    def _refuse_foreign(self, owner) -> None:
+        refused = ForeignPrefix(self.prefix, _text(owner), self.program_id)
+        misconfigured.warning("%s", refused)  # an operator's fix: say it where they look
+        raise refused
+
     # -- the event path ----------------------------------------------------------------
 
     def reserve(self, requests: list[Request]) -> Outcome:
         """All of `requests` or none, in one round trip."""
         reservation = Reservation(id="r:" + secrets.token_hex(12),
                                   deadline_ms=now_ms() + self.ttl_ms, requests=tuple(requests))
-        args: list = [reservation.id, reservation.deadline_ms, self.settle_ms, _payload(requests)]
+        args: list = [reservation.id, reservation.deadline_ms, self.settle_ms, _payload(requests),
+                      self.program_id]
         for r in requests:
             args += [r.cost, r.redemptions,
                      NO_LIMIT if r.budget_limit is None else r.budget_limit,
                      NO_LIMIT if r.max_redemptions is None else r.max_redemptions]
         reply = self._reserve(keys=[self.epoch_key, self.inflight_key, self.payloads_key,
+                                    self.owner_key,
                                     *(self.usage_key(r.campaign_id) for r in requests)],
                               args=args)
         status = _text(reply[0])
@@ -293,6 +345,8 @@ class Reservations:
             return Outcome(reservation=reservation)
         if status == "wait":
             raise NotReady(int(_text(reply[1])))
+        if status == "foreign":
+            self._refuse_foreign(reply[1])
         named = frozenset(requests[int(i) - 1].campaign_id for i in reply[1:])
         return Outcome(full=named) if status == "full" else Outcome(missing=named)
 
@@ -373,20 +427,23 @@ class Reservations:
                 only_missing: bool = False) -> int:
         """Set counters from the ledger sums read after `t0_ms`; the number set.
 
-        Raises NotReady while Redis is settling after a data loss; returns -1 when the
-        ledger sums are too old to be used safely (nothing was changed)."""
+        Raises NotReady while Redis is settling after a data loss (ForeignPrefix where the
+        prefix holds another program's counters); returns -1 when the ledger sums are too
+        old to be used safely (nothing was changed)."""
         if not ledger:
             return 0
         args: list = [t0_ms, now_ms() - self.grace_ms, self.keep_confirmed_ms,
-                      int(only_missing)]
+                      int(only_missing), self.program_id]
         for campaign_id, (spent, redemptions) in ledger.items():
             args += [campaign_id, spent, redemptions]
-        reply = int(self._reconcile(
-            keys=[self.epoch_key, self.inflight_key, self.payloads_key, self.confirmed_key,
-                  *(self.usage_key(c) for c in ledger)], args=args))
-        if reply == -2:
+        reply = self._reconcile(
+            keys=[self.epoch_key, self.inflight_key, self.payloads_key, self.owner_key,
+                  self.confirmed_key, *(self.usage_key(c) for c in ledger)], args=args)
+        if isinstance(reply, list):
+            self._refuse_foreign(reply[1])
+        if int(reply) == -2:
             raise NotReady(self.settle_ms)
-        return reply
+        return int(reply)
 
 
 def _text(value) -> str:

@@ -450,9 +450,13 @@ class CampaignScheduler:
         from .reconcile import reconcile
         if not (self._leading and self._may_act()):
             return None
+        from .reservations import NotReady
         with self.app.app_context():
             try:
                 done = reconcile(promo_service(self.app).reservations)
+            except NotReady as exc:  # settling after a data loss, or another program's prefix
+                log.warning("reconciliation postponed: %s", exc)
+                return None
             except Exception:  # Redis or the database away: the next run tries again
                 log.exception("reconciliation failed; trying again in %d s",
                               self.settings.reconcile_seconds)

@@ -47,7 +47,7 @@ class PromoService:
             self.redis = connect(settings.redis_url)
             self.reservations = Reservations(
                 self.redis, prefix=settings.redis_prefix, ttl_ms=settings.reservation_ttl_ms,
-                grace_ms=settings.reservation_grace_ms)
+                grace_ms=settings.reservation_grace_ms, program_id=_read_program_id)
             replays = ReplayCache(self.redis, prefix=settings.redis_prefix,
                                   ttl_seconds=settings.replay_ttl_seconds)
             self.publisher = Publisher(self.redis, settings.redis_prefix)
@@ -116,3 +116,12 @@ class PromoService:
                 self.on_engine_loaded(self._engine)
             log.info("loaded %d open campaigns (revision %s)", len(self._engine), revision)
         self._checked_at = time.monotonic()
+
+
+def _read_program_id() -> str:
+    """The program database's id, in a transaction of its own (it may have to be made):
+    read before the first event's transaction begins (`Ledger.record`)."""
+    from .database import run_in_transaction
+    from .extensions import db
+    from .lifecycle import program_id
+    return run_in_transaction(db.session, lambda: program_id(db.session))

@@ -187,9 +187,14 @@ def test_dry_run_reports_and_writes_nothing(ctx, make):
     assert campaigns_revision() == 1
 
 
-def test_dry_run_on_an_empty_database_creates_not_even_the_revision_row(ctx, make):
+def test_dry_run_on_an_empty_database_changes_not_even_the_revision(ctx, make):
+    def program_state():
+        return db.session.execute(select(ProgramState.id, ProgramState.campaigns_revision,
+                                         ProgramState.program_id)).all()
+    [(row_id, revision, program_id)] = program_state()  # made by the migrations
+    assert (row_id, revision) == (1, 0)
     assert apply_campaigns([make()], dry_run=True, now=BEFORE).created == ["spring-dining"]
-    assert db.session.scalars(select(ProgramState)).all() == []
+    assert program_state() == [(1, 0, program_id)]
 
 
 def test_portal_campaign_with_the_same_id_is_refused_and_nothing_written(ctx, make):

@@ -115,3 +115,34 @@ def test_a_users_counters_are_read_through_an_index(postgres_url):
     top = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
     pages = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
     assert pages <= 12, f"{pages} pages read for one user's counters: {json.dumps(top)[:2000]}"
+
+
+def test_every_database_gets_a_program_id_of_its_own(database_url, tmp_path):
+    """Migration 0005: a random program id in program_state, whether the row was there
+    before (a campaign applied at 0004) or not; the Redis prefix's owner check uses it."""
+    from sqlalchemy import text
+    config = schema.alembic_config(database_url)
+    command.upgrade(config, "0004")
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO program_state (id, campaigns_revision, "
+                                "scheduler_fence) VALUES (1, 7, 0)"))
+    schema.upgrade(database_url)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    schema.upgrade(other)
+    other_engine = create_engine(other)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT id, campaigns_revision, program_id FROM program_state")).all()
+        with other_engine.connect() as connection:
+            [(other_id,)] = connection.execute(text("SELECT program_id FROM program_state")).all()
+    finally:
+        engine.dispose()
+        other_engine.dispose()
+    [(row_id, revision, program_id)] = rows
+    assert (row_id, revision) == (1, 7)
+    assert len(program_id) == 32 and len(other_id) == 32 and program_id != other_id
+    command.downgrade(config, "0004")
+    assert differences(database_url) != []  # the column is gone again
+    schema.upgrade(database_url)

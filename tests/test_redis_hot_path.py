@@ -465,3 +465,94 @@ def test_reconcile_command(database_url, redis_prefix, tmp_path, monkeypatch):
     assert (offline.exit_code, offline.output) == (0, "reconciled 1 campaigns\n")
     with running_app(make_redis_settings(database_url, redis_prefix)) as app:
         assert counters(app, "tenner") == {"tenner": (1000, 1)}
+
+
+@pytest.fixture
+def other_database_url(database_url, tmp_path):
+    """A second program database of the same kind as this test's."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+        return
+    from conftest import _create_postgres_database, _drop_postgres_database
+    name, url = _create_postgres_database()
+    yield url
+    _drop_postgres_database(name)
+
+
+def test_a_second_program_database_on_the_same_prefix_is_refused(app, wallet, tmp_path,
+                                                                 redis_prefix, other_database_url):
+    """Two program databases given one PROMO_REDIS_PREFIX: the second may neither spend
+    from the first's counters nor rebuild them from its own ledger; it answers 503 and
+    writes nothing, and the first goes on as before."""
+    from promo_engine.app import promo_service
+    from promo_engine.reconcile import reconcile
+    from promo_engine.reservations import ForeignPrefix
+    assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
+    with running_app(make_redis_settings(other_database_url, redis_prefix)) as other:
+        install_campaigns(other, TEN_OFF_TWICE, tmp_path, name="other.yaml")
+        other_wallet = new_wallet_client(other)
+        refused = other_wallet.event(**payment("q1", "50.00", user_id="a"))
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "60"
+        assert refused.get_json()["error"]["code"] == "unavailable"
+        assert "holds the counters of another program database" in \
+            refused.get_json()["error"]["message"]
+        assert table_counts(other) == (0, 0)
+        with other.app_context(), pytest.raises(ForeignPrefix):
+            reconcile(promo_service(other).reservations)
+    assert counters(app, "tenner") == {"tenner": (1000, 1)}
+    assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None, "tenner"]
+    assert counters(app, "tenner") == {"tenner": (2000, 2)}
+
+
+def test_budget_use_is_shown_as_redis_counts_it_before_reconciliation(app, wallet, redis_prefix,
+                                                                      database_url):
+    """With Redis the database's usage rows trail until reconciliation; `campaigns list`,
+    the portal's budget and quotes read Redis's counters first."""
+    import json
+
+    from click.testing import CliRunner
+
+    from conftest import TEST_REDIS_URL
+    from promo_engine.cli import main
+    from promo_engine.extensions import db
+    from promo_engine.models import CampaignUsage
+    from merchant_portal.views import _budget
+    assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
+    with app.app_context():
+        row = db.session.get(CampaignUsage, "tenner")
+        assert (row.spent, row.redemptions) == (0, 0)  # not reconciled yet
+        db.session.rollback()
+    result = CliRunner().invoke(main, ["campaigns", "list", "--json"], env={
+        "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
+        "PROMO_REDIS_PREFIX": redis_prefix, "SECRET_KEY": "test-secret-key-0123456789"})
+    assert result.exit_code == 0, result.output
+    [listed] = json.loads(result.stdout)
+    assert listed["budget"] == {"unit": "money", "currency": "CNY", "total": "20.00",
+                                "used": "10.00", "left": "10.00"}
+    assert listed["redemptions"] == 1
+    with app.test_request_context("/portal/"):
+        shown = _budget({"budget": {"amount": "20.00"}}, "tenner", "CNY")
+        assert (shown["used_minor"], shown["total_minor"], shown["percent"]) == (1000, 2000, 50)
+    quoted = wallet.post("/v1/quote", payment("q1", "50.00", user_id="b")).get_json()
+    assert [r["campaign_id"] for r in quoted["rewards"]] == [None, "tenner"]
+    wallet.event(**payment("p2", "50.00", user_id="b"))
+    quoted = wallet.post("/v1/quote", payment("q2", "50.00", user_id="c")).get_json()
+    assert [r["campaign_id"] for r in quoted["rewards"]] == [None]  # the budget is spent
+
+
+def test_a_lost_program_id_is_made_again_before_the_first_event(app, wallet, redis_client,
+                                                                 redis_prefix):
+    """The id is read (or, if its row was lost, made) in a transaction of its own before the
+    first event's, so an event that then fails cannot take a claimed id back with it."""
+    from promo_engine.extensions import db
+    from promo_engine.models import ProgramState
+    with app.app_context():
+        db.session.execute(db.delete(ProgramState))
+        db.session.commit()
+    assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
+    with app.app_context():
+        stored = db.session.scalar(select(ProgramState.program_id))
+        db.session.rollback()
+    assert len(stored) == 32
+    assert redis_client.get(f"{redis_prefix}:owner") == stored.encode()

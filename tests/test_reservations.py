@@ -8,14 +8,17 @@ import time
 
 import pytest
 
-from promo_engine.reservations import NotReady, Request, Reservations
+from promo_engine.reservations import ForeignPrefix, NotReady, Request, Reservations
 
 pytestmark = pytest.mark.services
+
+PROGRAM = lambda: "program-a"  # noqa: E731 - the program database's id, as the service reads it
 
 
 @pytest.fixture
 def reservations(redis_client, redis_prefix):
-    return Reservations(redis_client, prefix=redis_prefix, ttl_ms=5000, grace_ms=1000)
+    return Reservations(redis_client, prefix=redis_prefix, ttl_ms=5000, grace_ms=1000,
+                        program_id=PROGRAM)
 
 
 def built(reservations, **counters):
@@ -133,7 +136,8 @@ def test_reconciliation_counts_confirmations_after_its_clock_reading(reservation
 
 
 def test_reconciliation_drops_reservations_past_deadline_and_grace(redis_client, redis_prefix):
-    short = Reservations(redis_client, prefix=redis_prefix, ttl_ms=100, grace_ms=100)
+    short = Reservations(redis_client, prefix=redis_prefix, ttl_ms=100, grace_ms=100,
+                         program_id=PROGRAM)
     built(short, a=(0, 0))
     abandoned = short.reserve([request("a", 300)]).reservation  # its worker was killed
     assert abandoned is not None
@@ -154,7 +158,7 @@ def test_reconciliation_discards_unconfirmed_refunds(reservations):
 
 def test_reconciliation_refuses_a_stale_ledger_reading(redis_client, redis_prefix):
     quick = Reservations(redis_client, prefix=redis_prefix, ttl_ms=5000, grace_ms=1000,
-                         keep_confirmed_ms=50)
+                         program_id=PROGRAM, keep_confirmed_ms=50)
     built(quick, a=(0, 0))
     t0 = quick.clock_ms()
     time.sleep(0.1)  # confirmations since t0 may have been pruned by now
@@ -173,7 +177,8 @@ def test_only_missing_leaves_built_counters_alone(reservations):
 
 def test_after_a_data_loss_nothing_is_reserved_until_settled(redis_client, redis_prefix):
     redis_client.delete(f"{redis_prefix}:epoch")  # as after a restart without persistence
-    settling = Reservations(redis_client, prefix=redis_prefix, ttl_ms=150, grace_ms=150)
+    settling = Reservations(redis_client, prefix=redis_prefix, ttl_ms=150, grace_ms=150,
+                            program_id=PROGRAM)
     with pytest.raises(NotReady) as first:
         settling.reserve([request("a", 1)])
     assert first.value.retry_after_ms == 300
@@ -217,3 +222,51 @@ def test_one_worker_at_a_time_builds_missing_counters(reservations, redis_client
     assert reservations.try_build() is None
     reservations.built(first)
     assert reservations.try_build() is not None
+
+
+# -- one prefix, one program ----------------------------------------------------------------
+
+def test_a_prefix_belongs_to_the_first_program_that_reserves(reservations, redis_client,
+                                                             redis_prefix):
+    built(reservations, a=(0, 0))
+    assert redis_client.get(f"{redis_prefix}:owner") == b"program-a"
+    other = Reservations(redis_client, prefix=redis_prefix, ttl_ms=5000, grace_ms=1000,
+                         program_id=lambda: "program-b")
+    with pytest.raises(ForeignPrefix) as refused:
+        other.reserve([request("a", 100)])
+    assert refused.value.retry_after_ms == 60_000
+    assert str(refused.value) == (
+        f"the Redis prefix {redis_prefix} holds the counters of another program database "
+        "(program id program-a; this database's is program-b): give each database a "
+        "PROMO_REDIS_PREFIX of its own")
+    # Nor may it rebuild the counters from its own ledger, below what program a spent.
+    with pytest.raises(ForeignPrefix):
+        other.rebuild(other.clock_ms(), {"a": (0, 0)})
+    assert reservations.reserve([request("a", 100)]).reservation is not None
+    assert reservations.counters(["a"]) == {"a": (100, 1)}
+
+
+def test_after_a_data_loss_the_prefix_is_claimed_again(reservations, redis_client, redis_prefix):
+    built(reservations, a=(0, 0))
+    redis_client.delete(f"{redis_prefix}:owner", f"{redis_prefix}:usage:a")
+    other = Reservations(redis_client, prefix=redis_prefix, ttl_ms=5000, grace_ms=1000,
+                         program_id=lambda: "program-b")
+    assert other.reserve([request("a", 1)]).missing == {"a"}  # claimed, counter not built
+    assert redis_client.get(f"{redis_prefix}:owner") == b"program-b"
+    with pytest.raises(ForeignPrefix):
+        reservations.reserve([request("a", 1)])
+
+
+def test_the_program_id_is_read_once(redis_client, redis_prefix):
+    reads = []
+
+    def program_id():
+        reads.append(1)
+        return "program-a"
+
+    once = Reservations(redis_client, prefix=redis_prefix, ttl_ms=5000, grace_ms=1000,
+                        program_id=program_id)
+    built(once, a=(0, 0))
+    for _ in range(3):
+        assert once.reserve([request("a", 1)]).reservation is not None
+    assert len(reads) == 1

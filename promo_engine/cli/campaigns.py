@@ -231,35 +231,38 @@ def list_command(statuses: tuple[str, ...], as_json: bool) -> None:
     redemptions."""
     from sqlalchemy import select
 
+    from ..app import promo_service
+    from ..campaign_usage import current_usage
     from ..campaign_views import (budget_text, budget_use, max_redemptions, redemptions_text,
                                   rfc3339_local, window_text)
     from ..config import Settings
     from ..extensions import db
-    from ..models import CampaignRecord, CampaignUsage
+    from ..models import CampaignRecord
 
     settings = Settings.from_env()
     rows = []
     with _database_errors(), _database(settings) as app:
         if app is not None:
-            query = (select(CampaignRecord, CampaignUsage)
-                     .outerjoin(CampaignUsage, CampaignUsage.campaign_id == CampaignRecord.id)
-                     .order_by(CampaignRecord.id))
+            query = select(CampaignRecord).order_by(CampaignRecord.id)
             if statuses:
                 query = query.where(CampaignRecord.status.in_(statuses))
-            rows = db.session.execute(query).all()
+            records = db.session.execute(query).scalars().all()
+            usage = current_usage(db.session, [record.id for record in records],
+                                  promo_service(app).reservations)
+            rows = [(record, usage[record.id]) for record in records]
 
     if as_json:
         listed = []
-        for record, usage in rows:
+        for record, (spent, redemptions) in rows:
             zone = record.spec.get("timezone", settings.timezone)
-            use = budget_use(record.spec, usage.spent if usage else 0, settings.currency)
+            use = budget_use(record.spec, spent, settings.currency)
             listed.append({
                 "id": record.id, "name": record.name, "type": record.type,
                 "status": record.status, "source": record.source, "timezone": zone,
                 "starts_at": rfc3339_local(record.starts_at, zone),
                 "ends_at": rfc3339_local(record.ends_at, zone),
                 "budget": use.as_json() if use is not None else None,
-                "redemptions": usage.redemptions if usage else 0,
+                "redemptions": redemptions,
                 "max_redemptions": max_redemptions(record.spec)})
         click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
         return
@@ -268,9 +271,8 @@ def list_command(statuses: tuple[str, ...], as_json: bool) -> None:
                    else f"no campaigns yet: {APPLY_HINT}")
         return
     table = []
-    for record, usage in rows:
+    for record, (spent, redemptions) in rows:
         zone = record.spec.get("timezone", settings.timezone)
-        spent, redemptions = (usage.spent, usage.redemptions) if usage else (0, 0)
         table.append([record.id, record.type, record.status,
                       window_text(record.starts_at, record.ends_at, zone),
                       budget_text(budget_use(record.spec, spent, settings.currency)),
