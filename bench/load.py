@@ -1222,19 +1222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args, workdir: Path) -> int:
-    import redis
     run_began = time.monotonic()
     tag = uuid.uuid4().hex[:8]
     scenarios = args.scenario
-    redis_client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    try:
-        redis_version = redis_client.info("server")["redis_version"]
-    except redis.RedisError as exc:
-        raise SystemExit(f"Redis at {args.redis_url} is not reachable: {exc}")
-    try:
-        db = Database(args.pg_admin_url, tag)
-    except Exception as exc:  # psycopg.OperationalError and friends
-        raise SystemExit(f"PostgreSQL at {args.pg_admin_url} is not reachable: {exc}")
+    redis_client, redis_version, db = connect_services(args.pg_admin_url, args.redis_url, tag)
     servers: list[Server] = []
     runner: Runner | None = None
     try:
@@ -1432,6 +1423,22 @@ def run(args, workdir: Path) -> int:
         print("targets: all met")
     print(f"(the run took {time.monotonic() - run_began:.0f} s)")
     return 1 if failed or (args.check and missed) else 0
+
+
+def connect_services(pg_admin_url: str, redis_url: str, tag: str):
+    """(a Redis client, Redis's version, the run's new Database); SystemExit, saying which,
+    when PostgreSQL or Redis does not answer."""
+    import redis
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        version = client.info("server")["redis_version"]
+    except redis.RedisError as exc:
+        raise SystemExit(f"Redis at {redis_url} is not reachable: {exc}")
+    try:
+        database = Database(pg_admin_url, tag)
+    except Exception as exc:  # psycopg.OperationalError and friends
+        raise SystemExit(f"PostgreSQL at {pg_admin_url} is not reachable: {exc}")
+    return client, version, database
 
 
 def cleanup_redis(client, tag: str) -> int:

@@ -44,8 +44,8 @@ if str(ROOT) not in sys.path:  # runnable as `python bench/record.py` from anywh
 
 from bench import bare_app  # noqa: E402
 from bench.load import (PG_ADMIN_URL, REDIS_URL, SECRET_KEY, ZONE, Database,  # noqa: E402
-                        campaign_yaml, cleanup_redis, cli_command, redis_prefix, run_cli,
-                        spread_campaign, spread_merchant)
+                        campaign_yaml, cleanup_redis, cli_command, connect_services,
+                        redis_prefix, run_cli, spread_campaign, spread_merchant)
 
 CLIENT_ID = "bench-record"
 ROUNDS, PER_ROUND = 10, 500
@@ -137,17 +137,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import redis
     tag = uuid.uuid4().hex[:8]
-    redis_client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=3)
-    try:
-        redis_version = redis_client.info("server")["redis_version"]
-    except redis.RedisError as exc:
-        raise SystemExit(f"Redis at {args.redis_url} is not reachable: {exc}")
-    try:
-        database = Database(args.pg_admin_url, tag)
-    except Exception as exc:  # psycopg.OperationalError and friends
-        raise SystemExit(f"PostgreSQL at {args.pg_admin_url} is not reachable: {exc}")
+    redis_client, redis_version, database = connect_services(args.pg_admin_url, args.redis_url,
+                                                             tag)
     try:
         return run(args, tag, database, redis_client, redis_version)
     finally:
