@@ -423,6 +423,16 @@ class Plan:
     arrivals: str = "poisson"
 
 
+def payment_body(event_id: str, user_id: str, merchant_id: str, cents: int,
+                 occurred_at: str) -> dict:
+    """The payment every benchmark sends: base points and, at a campaign's merchant, one
+    discount."""
+    return {"event_id": event_id, "type": "payment", "user_id": user_id,
+            "occurred_at": occurred_at, "merchant_id": merchant_id,
+            "amount": f"{cents // 100}.{cents % 100:02d}", "currency": "CNY",
+            "mcc": "5812", "channel": "qr"}
+
+
 class RequestMaker:
     """Signed payment requests with new event ids; the body is the same for bare."""
 
@@ -448,11 +458,8 @@ class RequestMaker:
             i = rng.randrange(plan.spread) if merchant_index is None else merchant_index
             merchant, campaign = spread_merchant(plan.tag, i), spread_campaign(plan.tag, i)
         cents = rng.randint(1000, 50000)
-        body = (f'{{"event_id": "{event_id}", "type": "payment", '
-                f'"user_id": "{self.user_prefix}{rng.randrange(plan.users):05d}", '
-                f'"occurred_at": "{self.occurred}", "merchant_id": "{merchant}", '
-                f'"amount": "{cents // 100}.{cents % 100:02d}", "currency": "CNY", '
-                f'"mcc": "5812", "channel": "qr"}}').encode()
+        user_id = f"{self.user_prefix}{rng.randrange(plan.users):05d}"
+        body = json.dumps(payment_body(event_id, user_id, merchant, cents, self.occurred)).encode()
         headers = {"Content-Type": "application/json", KEY_HEADER: plan.key_id,
                    TIMESTAMP_HEADER: self.timestamp,
                    SIGNATURE_HEADER: sign_request(plan.secret, self.timestamp, "POST", self.path, body)}

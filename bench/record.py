@@ -32,6 +32,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -45,7 +46,8 @@ if str(ROOT) not in sys.path:  # runnable as `python bench/record.py` from anywh
 from bench import bare_app  # noqa: E402
 from bench.load import (PG_ADMIN_URL, REDIS_URL, SECRET_KEY, ZONE, Database,  # noqa: E402
                         campaign_yaml, cleanup_redis, cli_command, connect_services,
-                        redis_prefix, run_cli, spread_campaign, spread_merchant)
+                        payment_body, redis_prefix, run_cli, spread_campaign,
+                        spread_merchant)
 
 CLIENT_ID = "bench-record"
 ROUNDS, PER_ROUND = 10, 500
@@ -66,11 +68,9 @@ class Bodies:
         self.count += 1
         merchant = rng.randrange(self.campaigns) if merchant is None else merchant
         cents = rng.randint(1000, 50000)
-        return {"event_id": f"rec-{self.tag}-{self.count}", "type": "payment",
-                "user_id": f"u_{self.tag}_{rng.randrange(self.users):05d}",
-                "occurred_at": self.occurred, "merchant_id": spread_merchant(self.tag, merchant),
-                "amount": f"{cents // 100}.{cents % 100:02d}", "currency": "CNY",
-                "mcc": "5812", "channel": "qr"}
+        user_id = f"u_{self.tag}_{rng.randrange(self.users):05d}"
+        return payment_body(f"rec-{self.tag}-{self.count}", user_id,
+                            spread_merchant(self.tag, merchant), cents, self.occurred)
 
 
 class StepClock:
@@ -149,7 +149,6 @@ def main(argv=None) -> int:
 
 
 def run(args, tag: str, database: Database, redis_client, redis_version: str) -> int:
-    import tempfile
     prefix = redis_prefix(tag)
     env = dict(os.environ, DATABASE_URL=database.url, REDIS_URL=args.redis_url,
                SECRET_KEY=SECRET_KEY, PROMO_TIMEZONE=ZONE, PROMO_REDIS_PREFIX=prefix)

@@ -314,10 +314,10 @@ class Reservations:
             self._program_id = self._read_program_id()
         return self._program_id
 
-    def load_program_id(self) -> None:
-        """Read the program id now, if not yet: reading it may write (`lifecycle.program_id`),
-        so the ledger does this before an event's transaction, not inside it."""
-        self.program_id  # noqa: B018 - the property reads and keeps it
+    def load_program_id(self) -> str:
+        """The program id, read now if not yet: reading it may write (`lifecycle.program_id`),
+        so the ledger calls this before an event's transaction, not inside it."""
+        return self.program_id
 
     def _refuse_foreign(self, owner) -> None:
         refused = ForeignPrefix(self.prefix, _text(owner), self.program_id)
