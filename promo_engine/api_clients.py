@@ -2,8 +2,12 @@
 
 A secret is shown once when the client is created and stored only as Fernet ciphertext,
 keyed by HKDF from SECRET_KEY: a database dump alone does not reveal it. Request signing
-needs the plaintext, so verified lookups are cached in-process for a short while; a
-revocation therefore reaches every worker within `CACHE_TTL_SECONDS`.
+needs the plaintext, so each worker keeps the secrets of all active clients in memory (the
+wallet backends: a handful) and answers every key id from there, an unknown one included,
+without asking the database. It reloads them at most once a second when a request comes,
+and at once when told that a client was created or revoked: by this process, or through
+Redis by any other (broadcast.py). A revocation or a new client therefore reaches every
+worker within a second, within milliseconds with Redis.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from typing import Callable
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,7 +33,8 @@ from .models import UTCDateTime, utcnow
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "pk_"
-CACHE_TTL_SECONDS = 30.0
+RELOAD_INTERVAL_SECONDS = 1.0  # the longest a change made elsewhere takes without Redis
+_DIRECTORY = "promo_api_clients"
 _HKDF_INFO = b"promo-engine api client secrets v1"
 
 
@@ -72,6 +77,7 @@ def create_client(name: str) -> tuple[str, str]:
     ciphertext = encrypt_secret(secret, _secret_key())
     run_in_transaction(db.session, lambda: db.session.add(
         ApiClient(key_id=key_id, name=name, secret_ciphertext=ciphertext)))
+    _announce_change()
     log.info("created API client %s (%s)", key_id, name)
     return key_id, secret
 
@@ -87,7 +93,7 @@ def revoke_client(key_id: str) -> bool:
 
     if not run_in_transaction(db.session, revoke):
         return False
-    secret_cache().forget(key_id)
+    _announce_change()
     log.info("revoked API client %s", key_id)
     return True
 
@@ -98,61 +104,97 @@ def list_clients() -> list[ApiClient]:
 
 def lookup_secret(key_id: str) -> str | None:
     """The secret of an active client, or None (unknown, revoked, or undecryptable)."""
-    cache = secret_cache()
-    cached = cache.get(key_id)
-    if cached is not None:
-        return cached
-    client = db.session.get(ApiClient, key_id)
-    if client is None or client.revoked_at is not None:
-        return None
-    try:
-        secret = decrypt_secret(client.secret_ciphertext, _secret_key())
-    except InvalidToken:
-        # Most likely SECRET_KEY changed since the client was created.
-        log.warning("cannot decrypt the secret of API client %s: is SECRET_KEY the one it "
-                    "was created with?", key_id)
-        return None
-    cache.put(key_id, secret)
-    return secret
+    return client_directory().secret(key_id)
 
 
-class SecretCache:
-    """Positive lookups only, so that a client created elsewhere works at once."""
+class ClientDirectory:
+    """The secrets of all active clients of one app, reloaded from the database at most once
+    per `interval` seconds (when a request asks), and on the next request after
+    `invalidate()`.
 
-    def __init__(self, ttl: float = CACHE_TTL_SECONDS, max_entries: int = 1024,
-                 clock: Callable[[], float] = time.monotonic):
-        self.ttl, self.max_entries, self.clock = ttl, max_entries, clock
-        self._entries: dict[str, tuple[float, str]] = {}
+    A reload reads the active clients' key ids and ciphertexts, a few rows, in one query:
+    as cheap as asking whether anything changed, and it misses no change however made.
+    Only ciphertexts not seen before are decrypted.
+    """
+
+    def __init__(self, secret_key: str, *, interval: float = RELOAD_INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 before_reload: Callable[[], None] = lambda: None):
+        self.cipher = secret_cipher(secret_key)
+        self.interval, self.clock, self.before_reload = interval, clock, before_reload
+        self._secrets: dict[str, str] = {}
+        self._decrypted: dict[str, str | None] = {}  # ciphertext -> secret (None: cannot)
+        self._loaded_at = float("-inf")
+        self._stale = True
         self._lock = threading.Lock()
 
-    def get(self, key_id: str) -> str | None:
-        with self._lock:
-            entry = self._entries.get(key_id)
-            if entry is None:
-                return None
-            if entry[0] <= self.clock():
-                del self._entries[key_id]
-                return None
-            return entry[1]
+    def secret(self, key_id: str) -> str | None:
+        if self._stale or self.clock() - self._loaded_at >= self.interval:
+            with self._lock:
+                if self._stale or self.clock() - self._loaded_at >= self.interval:
+                    self._reload()
+        return self._secrets.get(key_id)
 
-    def put(self, key_id: str, secret: str) -> None:
-        with self._lock:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[key_id] = (self.clock() + self.ttl, secret)
+    def invalidate(self) -> None:
+        """Reload on the next lookup: a client was created or revoked."""
+        self._stale = True
 
-    def forget(self, key_id: str) -> None:
-        with self._lock:
-            self._entries.pop(key_id, None)
+    def _reload(self) -> None:
+        self.before_reload()
+        # Both before the query: an `invalidate()` while it runs (for a change it may have
+        # missed) is kept for the next lookup, and the interval counts from the read.
+        self._stale = False
+        started = self.clock()
+        try:
+            with db.engine.connect() as connection:
+                rows = connection.execute(
+                    select(ApiClient.key_id, ApiClient.secret_ciphertext)
+                    .where(ApiClient.revoked_at.is_(None))).all()
+        except Exception:
+            self._stale = True  # try again on the next lookup
+            raise
+        decrypted = {ciphertext: self._decrypted[ciphertext] if ciphertext in self._decrypted
+                     else self._decrypt(key_id, ciphertext) for key_id, ciphertext in rows}
+        self._decrypted = decrypted
+        self._secrets = {key_id: decrypted[ciphertext] for key_id, ciphertext in rows
+                         if decrypted[ciphertext] is not None}
+        self._loaded_at = started
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+    def _decrypt(self, key_id: str, ciphertext: str) -> str | None:
+        try:
+            return self.cipher.decrypt(ciphertext.encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            # Most likely SECRET_KEY changed since the client was created.
+            log.warning("cannot decrypt the secret of API client %s: is SECRET_KEY the one it "
+                        "was created with?", key_id)
+            return None
 
 
-def secret_cache() -> SecretCache:
-    # One cache per app (and so per database and SECRET_KEY), never shared between apps.
-    return current_app.extensions.setdefault("promo_api_client_secrets", SecretCache())
+def install_client_directory(app: Flask) -> None:
+    """Give `app` its directory (one per app: per database and SECRET_KEY), told of changes
+    that other processes broadcast."""
+    service = app.extensions.get("promo")
+    listener = getattr(service, "listener", None)
+    directory = ClientDirectory(
+        app.config["SECRET_KEY"],
+        # Broadcasts reach a worker only while it listens: start listening on first use.
+        before_reload=listener.ensure_running if listener is not None else lambda: None)
+    app.extensions[_DIRECTORY] = directory
+    if service is not None:
+        service.on_clients_changed = directory.invalidate
+
+
+def client_directory() -> ClientDirectory:
+    return current_app.extensions[_DIRECTORY]
+
+
+def _announce_change() -> None:
+    """After a commit that created or revoked a client: this process reloads on its next
+    lookup, and the others at once if Redis carries broadcasts (or within their interval)."""
+    client_directory().invalidate()
+    service = current_app.extensions.get("promo")
+    if service is not None and service.publisher is not None:
+        service.publisher.publish_clients_changed()
 
 
 def _secret_key() -> str:

@@ -29,6 +29,12 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
     )
     if test_config:
         app.config.update(test_config)
+    if settings.trusted_proxies:
+        # The address that per-address limits count (failed API authentications, portal
+        # logins) is the client's, not the load balancer's.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0,
+                                x_host=0, x_port=0, x_prefix=0)
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)

@@ -1,17 +1,18 @@
-"""Campaign changes pushed to every API worker through Redis pub/sub.
+"""Changes pushed to every API worker through Redis pub/sub, one channel per kind of change.
 
-Whoever changes campaigns (`campaigns apply`, the scheduler, pause/resume, the portal)
+Campaigns: whoever changes them (`campaigns apply`, the scheduler, pause/resume, the portal)
 bumps the revision number in the database (`lifecycle.bump_revision`); once that
-transaction commits, the new revision is published. Workers listen on a thread of their own
-and reload at once. A message can be lost (a worker reconnecting), so a listener that
-(re)connects also reloads, and workers still poll the revision, slowly, as a safety net.
+transaction commits, the new revision is published. API clients: creating or revoking one
+publishes once its transaction commits (api_clients.py). Workers listen on a thread of their
+own and reload at once. A message can be lost (a worker reconnecting), so a listener that
+(re)connects also reloads everything, and workers still poll, as a safety net.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from typing import Callable
+from typing import Callable, Mapping
 
 import redis
 from sqlalchemy import event
@@ -22,21 +23,33 @@ CHANGED = "promo_campaigns_changed"  # session.info flag set by lifecycle.bump_r
 RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
-def channel(prefix: str) -> str:
+def campaigns_channel(prefix: str) -> str:
     return f"{prefix}:campaigns"
+
+
+def clients_channel(prefix: str) -> str:
+    return f"{prefix}:clients"
 
 
 class Publisher:
     def __init__(self, client: redis.Redis, prefix: str):
         self.client = client
-        self.channel = channel(prefix)
+        self.prefix = prefix
 
     def publish(self) -> None:
+        """The campaigns changed."""
+        self._publish(campaigns_channel(self.prefix), "a campaign change")
+
+    def publish_clients_changed(self) -> None:
+        """An API client was created or revoked."""
+        self._publish(clients_channel(self.prefix), "an API client change")
+
+    def _publish(self, channel: str, what: str) -> None:
         try:
-            self.client.publish(self.channel, "changed")
+            self.client.publish(channel, "changed")
         except redis.RedisError as exc:
-            # Workers still poll the revision: the change arrives, only later.
-            log.warning("could not broadcast a campaign change: %s", exc)
+            # Workers still poll: the change arrives, only later.
+            log.warning("could not broadcast %s: %s", what, exc)
 
 
 def publish_after_commit(session_class, publisher_for: Callable[[], Publisher | None]) -> None:
@@ -63,14 +76,15 @@ def mark_changed(session) -> None:
 
 
 class Listener:
-    """Calls `on_change` for every broadcast, and on every (re)connection."""
+    """Calls a channel's handler for every broadcast on it, and every handler on every
+    (re)connection."""
 
-    def __init__(self, redis_url: str, prefix: str, on_change: Callable[[], None]):
+    def __init__(self, redis_url: str, handlers: Mapping[str, Callable[[], None]]):
         # No socket timeout: the connection mostly waits; health checks find a dead one.
         self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=1.0,
                                            socket_keepalive=True, health_check_interval=10)
-        self.channel = channel(prefix)
-        self.on_change = on_change
+        self.handlers = {channel.encode("utf-8"): handler
+                         for channel, handler in handlers.items()}
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._pid = None
@@ -82,7 +96,7 @@ class Listener:
             return
         self._pid = os.getpid()
         self.connected.clear()
-        self._thread = threading.Thread(target=self._run, name="promo-campaign-listener",
+        self._thread = threading.Thread(target=self._run, name="promo-broadcast-listener",
                                         daemon=True)
         self._thread.start()
 
@@ -94,19 +108,20 @@ class Listener:
         while not self._stop.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.channel)
+                pubsub.subscribe(*self.handlers)
                 self.connected.set()
-                self.on_change()  # anything missed while not listening
+                for handler in self.handlers.values():  # anything missed while not listening
+                    handler()
                 failures = 0
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
-                        self.on_change()
+                        self.handlers[message["channel"]]()
             except (redis.RedisError, OSError, ValueError) as exc:
                 self.connected.clear()
                 delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
                 failures += 1
-                log.warning("campaign broadcasts lost (%s); reconnecting in %.1f s", exc, delay)
+                log.warning("broadcasts lost (%s); reconnecting in %.1f s", exc, delay)
                 self._stop.wait(delay)
             finally:
                 try:

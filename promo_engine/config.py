@@ -15,6 +15,8 @@ from sqlalchemy.exc import ArgumentError
 from .money import MINOR_DIGITS
 
 SECRET_FILE = ".promo-engine-secret"
+REDIS_PREFIX_ENV = "PROMO_REDIS_PREFIX"
+DEFAULT_REDIS_PREFIX = "{promo}"
 
 
 class ConfigError(Exception):
@@ -30,7 +32,7 @@ class Settings:
     currency: str
     points_per_unit: Decimal
     # With Redis (see reservations.py, replay_cache.py, broadcast.py, api/rate_limit.py).
-    redis_prefix: str = "{promo}"
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
     reservation_ttl_ms: int = 5000
     reservation_grace_ms: int = 5000
     reconcile_seconds: int = 60
@@ -38,6 +40,12 @@ class Settings:
     # Per API client (a wallet backend is usually one client, so this caps its whole
     # traffic: set it above your peak); Redis keeps the counts across workers and hosts.
     api_rate_limit: str | None = "5000/second"
+    # Failed authentications per remote address, after which its /v1/ requests get 429 until
+    # the window passes (api/auth_failures.py); counted in Redis when configured.
+    auth_failure_limit: str | None = "50/minute"
+    # How many proxies or load balancers stand in front of the workers and add themselves
+    # to X-Forwarded-For: the client's address is read that many hops back (0: the peer's).
+    trusted_proxies: int = 0
 
     @property
     def minor_digits(self) -> int:
@@ -63,13 +71,16 @@ class Settings:
             timezone=check_timezone(env.get("PROMO_TIMEZONE", "Asia/Shanghai")),
             currency=check_currency(env.get("PROMO_CURRENCY", "CNY")),
             points_per_unit=_points_per_unit(env.get("PROMO_POINTS_PER_UNIT", "1")),
-            redis_prefix=_redis_prefix(env.get("PROMO_REDIS_PREFIX", "{promo}")),
+            redis_prefix=redis_prefix_from_env(env.get(REDIS_PREFIX_ENV, DEFAULT_REDIS_PREFIX)),
             reservation_ttl_ms=_whole_number(env, "PROMO_RESERVATION_TTL_MS", 5000, 100, 600_000),
             reservation_grace_ms=_whole_number(env, "PROMO_RESERVATION_GRACE_MS", 5000, 0, 600_000),
             reconcile_seconds=_whole_number(env, "PROMO_RECONCILE_SECONDS", 60, 1, 86_400),
             replay_ttl_seconds=_whole_number(env, "PROMO_REPLAY_TTL_SECONDS", 86_400, 1,
                                              30 * 86_400),
             api_rate_limit=check_rate_limit(env.get("PROMO_API_RATE_LIMIT", "5000/second")),
+            auth_failure_limit=check_rate_limit(env.get("PROMO_AUTH_FAILURE_LIMIT", "50/minute"),
+                                                "PROMO_AUTH_FAILURE_LIMIT"),
+            trusted_proxies=_whole_number(env, "PROMO_TRUSTED_PROXIES", 0, 0, 10),
         )
 
 
@@ -146,13 +157,13 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, lowest: int, 
     return int(text)
 
 
-def _redis_prefix(value: str) -> str:
+def redis_prefix_from_env(value: str) -> str:
     if not value or any(c.isspace() for c in value):
-        raise ConfigError(f"PROMO_REDIS_PREFIX: {value!r} must be non-empty, without spaces")
+        raise ConfigError(f"{REDIS_PREFIX_ENV}: {value!r} must be non-empty, without spaces")
     return value
 
 
-def check_rate_limit(value: str) -> str | None:
+def check_rate_limit(value: str, name: str = "PROMO_API_RATE_LIMIT") -> str | None:
     """A `limits` rate such as "1000/second" or "50 per minute"; "none" turns it off."""
     if value.strip().lower() in ("", "none", "off"):
         return None
@@ -161,6 +172,6 @@ def check_rate_limit(value: str) -> str | None:
         if parse(value).amount < 1:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"PROMO_API_RATE_LIMIT: {value!r} is not a rate such as "
+        raise ConfigError(f"{name}: {value!r} is not a rate such as "
                           "1000/second or 50 per minute (none turns it off)") from None
     return value

@@ -13,8 +13,8 @@ from sqlalchemy import text
 from conftest import make_settings
 from promo_engine.api import auth
 from promo_engine.api.auth import sign_request
-from promo_engine.api_clients import (ApiClient, create_client, decrypt_secret, revoke_client,
-                                      secret_cache)
+from promo_engine.api_clients import (ApiClient, client_directory, create_client,
+                                      decrypt_secret, encrypt_secret, revoke_client)
 
 NOW = 1_800_000_000
 ECHO = "/v1/_test/echo"
@@ -241,22 +241,101 @@ def test_revoked_client_is_rejected(client, app, api_client):
     assert unauthorized(client.get(ECHO, headers=signed(key_id, secret)))
 
 
-def test_revocation_by_another_process_is_seen_when_the_cache_entry_expires(client, app,
-                                                                             api_client):
+def test_revocation_by_another_process_is_seen_within_a_second(client, app, api_client):
     key_id, secret = api_client
     now = [0.0]
     with app.app_context():
-        secret_cache().clock = lambda: now[0]
+        client_directory().clock = lambda: now[0]
     assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
     with app.app_context():  # as `promo-engine clients revoke` would, elsewhere
         from promo_engine.extensions import db
         db.session.execute(text("UPDATE api_clients SET revoked_at = created_at "
                                 "WHERE key_id = :k"), {"k": key_id})
         db.session.commit()
-    now[0] = 29.0
+    now[0] = 0.99  # the clients are read at most once a second
     assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
-    now[0] = 30.0
+    now[0] = 1.0
     assert unauthorized(client.get(ECHO, headers=signed(key_id, secret)))
+
+
+def test_client_created_by_another_process_works_within_a_second(client, app, api_client):
+    key_id, secret = api_client
+    now = [0.0]
+    with app.app_context():
+        client_directory().clock = lambda: now[0]
+    assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
+    with app.app_context():  # as `promo-engine clients create` would, elsewhere
+        from promo_engine.extensions import db
+        db.session.add(ApiClient(key_id="pk_elsewhere", name="other host",
+                                 secret_ciphertext=encrypt_secret(
+                                     "made-elsewhere", "test-secret-key-0123456789")))
+        db.session.commit()
+    now[0] = 0.5
+    assert unauthorized(client.get(ECHO, headers=signed("pk_elsewhere", "made-elsewhere")))
+    now[0] = 1.0
+    response = client.get(ECHO, headers=signed("pk_elsewhere", "made-elsewhere"))
+    assert response.status_code == 200
+    assert response.get_json()["client_id"] == "pk_elsewhere"
+
+
+@pytest.fixture
+def statements(app):
+    """The SQL statements the app runs from now on."""
+    from sqlalchemy import event
+
+    from promo_engine.extensions import db
+    seen: list[str] = []
+
+    def remember(conn, cursor, statement, *args):
+        seen.append(statement)
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", remember)
+    yield seen
+    event.remove(engine, "before_cursor_execute", remember)
+
+
+@pytest.fixture
+def hmacs(monkeypatch):
+    """How many times the server has computed a request's HMAC."""
+    computed = []
+
+    def counting(*args, **kwargs):
+        computed.append(args[0])
+        return sign_request(*args, **kwargs)
+    monkeypatch.setattr(auth, "sign_request", counting)
+    return computed
+
+
+def test_unknown_key_id_costs_what_a_wrong_signature_costs(client, api_client, statements,
+                                                            hmacs):
+    """No database lookup and one HMAC for either, so the time taken does not tell which key
+    ids exist."""
+    key_id, secret = api_client
+    assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200  # loaded
+    statements.clear()
+    hmacs.clear()
+    assert unauthorized(client.get(ECHO, headers=signed("pk_" + "0" * 32, secret))) == (
+        "invalid key or signature")
+    assert (statements, len(hmacs)) == ([], 1)
+    assert hmacs[0] != secret
+    assert unauthorized(client.get(ECHO, headers=signed(key_id, "not-the-secret"))) == (
+        "invalid key or signature")
+    assert (statements, len(hmacs)) == ([], 2)
+    assert hmacs[1] == secret
+
+
+def test_more_than_eight_signatures_are_refused(client, api_client):
+    key_id, secret = api_client
+    good = sign_request(secret, NOW, "GET", ECHO, b"")
+    others = [sign_request(f"old-{n}", NOW, "GET", ECHO, b"") for n in range(8)]
+    response = client.get(ECHO, headers=signed(key_id, secret, **{
+        "X-Promo-Signature": ",".join(others + [good])}))
+    assert unauthorized(response) == ("at most 8 signatures in X-Promo-Signature, "
+                                      "comma-separated (a secret rotation needs 2 or 3)")
+    response = client.get(ECHO, headers=signed(key_id, secret, **{
+        "X-Promo-Signature": ",".join(others[:7] + [good])}))
+    assert response.status_code == 200
 
 
 def test_secret_is_stored_encrypted(app, api_client):
@@ -328,3 +407,194 @@ def test_operations_endpoints_need_no_signature(client, path):
 def test_oversized_body_gets_413_before_401(client):
     response = client.post(ECHO, data=b"x" * (64 * 1024 + 1), content_type="application/json")
     assert response.status_code == 413
+
+
+# -- revocations and new clients broadcast through Redis -------------------------------------
+
+def test_revocation_and_new_clients_reach_another_worker_at_once_by_broadcast(
+        database_url, redis_prefix):
+    """Two apps on one database and Redis, as two worker processes: the first reads the
+    clients table only when told (its interval is an hour), and still sees at once a client
+    that the second revokes or creates."""
+    from conftest import make_redis_settings, running_app
+    from promo_engine.app import promo_service
+    from wallet import WalletClient, new_wallet_client
+    settings = make_redis_settings(database_url, redis_prefix)
+    with running_app(settings) as worker, running_app(settings) as operator:
+        wallet = new_wallet_client(operator)
+        on_worker = WalletClient(worker.test_client(), wallet.key_id, wallet.secret)
+        assert on_worker.get("/v1/users/u_1/points").status_code == 200
+        with worker.app_context():
+            client_directory().interval = 3600
+        assert promo_service(worker).listener.connected.wait(5)
+
+        with operator.app_context():
+            assert revoke_client(wallet.key_id) is True
+        assert eventually(lambda: on_worker.get("/v1/users/u_1/points").status_code == 401)
+
+        created = new_wallet_client(operator)
+        created_on_worker = WalletClient(worker.test_client(), created.key_id, created.secret)
+        assert eventually(lambda: created_on_worker.get("/v1/users/u_1/points").status_code
+                          == 200)
+
+
+def eventually(condition, within: float = 1.0) -> bool:
+    import time
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+# -- failed authentications per address --------------------------------------------------------
+
+OTHER_ADDRESS = {"REMOTE_ADDR": "192.0.2.7"}
+
+
+@pytest.fixture
+def limited_app(database_url, frozen_clock):
+    """The app with a limit of 3 failed authentications per address and minute."""
+    from conftest import running_app
+    with running_app(make_settings(database_url, auth_failure_limit="3/minute")) as app:
+        app.add_url_rule(ECHO, "test_echo", lambda: {"client_id": g.client_id})
+        yield app
+
+
+def rate_limited(response) -> int:
+    """The Retry-After of a 429 for failed authentications."""
+    assert response.status_code == 429
+    assert response.get_json() == {"error": {
+        "code": "rate_limited",
+        "message": "too many failed authentications from this address; retry later"}}
+    return int(response.headers["Retry-After"])
+
+
+def test_an_address_is_turned_away_after_the_limit_of_failed_authentications(limited_app,
+                                                                              hmacs):
+    client = limited_app.test_client()
+    with limited_app.app_context():
+        key_id, secret = create_client("wallet-backend")
+    assert unauthorized(client.get(ECHO))  # unsigned
+    assert unauthorized(client.get(ECHO, headers=signed("pk_guess", secret)))
+    assert unauthorized(client.get(ECHO, headers=signed(key_id, "a-guess")))
+    hmacs.clear()
+    # Even a good signature: the address is blocked before any key lookup or HMAC.
+    assert 1 <= rate_limited(client.get(ECHO, headers=signed(key_id, secret))) <= 60
+    assert 1 <= rate_limited(client.post("/v1/events", data=b"{}")) <= 60
+    assert hmacs == []
+    other = limited_app.test_client()
+    assert other.get(ECHO, headers=signed(key_id, secret),
+                     environ_base=OTHER_ADDRESS).status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_clients_address_is_counted(database_url, frozen_clock):
+    """With PROMO_TRUSTED_PROXIES=1 the address is the one the load balancer saw, so one
+    caller's failures do not turn away every wallet behind the same balancer."""
+    from conftest import running_app
+    settings = make_settings(database_url, auth_failure_limit="3/minute", trusted_proxies=1)
+    with running_app(settings) as app:
+        app.add_url_rule(ECHO, "test_echo", lambda: {"client_id": g.client_id})
+        with app.app_context():
+            key_id, secret = create_client("wallet-backend")
+        client = app.test_client()
+        balancer = {"REMOTE_ADDR": "10.0.0.5"}
+        attacker = {**signed(key_id, "a-guess"), "X-Forwarded-For": "198.51.100.9"}
+        for _ in range(3):
+            assert unauthorized(client.get(ECHO, headers=attacker, environ_base=balancer))
+        rate_limited(client.get(ECHO, headers=attacker, environ_base=balancer))
+        wallet = {**signed(key_id, secret), "X-Forwarded-For": "203.0.113.20"}
+        assert client.get(ECHO, headers=wallet, environ_base=balancer).status_code == 200
+        # A forged hop in front of the real one is not believed: the balancer's entry is.
+        forged = {**signed(key_id, secret), "X-Forwarded-For": "203.0.113.20, 198.51.100.9"}
+        rate_limited(client.get(ECHO, headers=forged, environ_base=balancer))
+
+
+def test_requests_that_pass_are_not_counted(limited_app):
+    client = limited_app.test_client()
+    with limited_app.app_context():
+        key_id, secret = create_client("wallet-backend")
+    for _ in range(20):
+        assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
+    assert unauthorized(client.get(ECHO, headers=signed(key_id, "a-guess")))
+    assert unauthorized(client.get(ECHO, headers=signed(key_id, "a-guess")))
+    assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
+
+
+def test_failures_are_counted_per_ipv6_64_block(limited_app):
+    client = limited_app.test_client()
+    for host in ("2001:db8:0:1::1", "2001:db8:0:1::2", "2001:db8:0:1:ffff::3"):
+        assert unauthorized(client.get(ECHO, environ_base={"REMOTE_ADDR": host}))
+    rate_limited(client.get(ECHO, environ_base={"REMOTE_ADDR": "2001:db8:0:1::99"}))
+    assert unauthorized(client.get(ECHO, environ_base={"REMOTE_ADDR": "2001:db8:0:2::1"}))
+
+
+@pytest.mark.parametrize("remote_addr,key", [
+    ("203.0.113.9", "203.0.113.9"),
+    ("2001:db8:0:1:2:3:4:5", "2001:db8:0:1::/64"),
+    ("::ffff:203.0.113.9", "203.0.113.9"),
+    (None, "unknown"),
+])
+def test_address_key(remote_addr, key):
+    from promo_engine.api.auth_failures import address_key
+    assert address_key(remote_addr) == key
+
+
+def test_a_blocked_address_is_let_in_again_when_the_window_has_passed(database_url):
+    import time
+
+    from conftest import running_app
+    from wallet import new_wallet_client
+    with running_app(make_settings(database_url, auth_failure_limit="2/second")) as app:
+        wallet = new_wallet_client(app)
+        forged = type(wallet)(app.test_client(), wallet.key_id, "a-guess")
+        assert unauthorized(forged.get("/v1/users/u_1/points"))
+        assert unauthorized(forged.get("/v1/users/u_1/points"))
+        assert rate_limited(wallet.get("/v1/users/u_1/points")) == 1
+        time.sleep(1.05)
+        assert wallet.get("/v1/users/u_1/points").status_code == 200
+
+
+def test_failures_are_counted_in_redis_across_workers(database_url, redis_prefix,
+                                                      redis_client, frozen_clock):
+    """Two apps sharing Redis, as two worker processes: their failures add up. Each learns
+    that the address is blocked from a failure of its own; requests that pass never touch
+    the count."""
+    from conftest import make_redis_settings, running_app
+    from promo_engine.api.auth_failures import auth_failure_limit
+    settings = make_redis_settings(database_url, redis_prefix, auth_failure_limit="3/minute")
+    with running_app(settings) as first, running_app(settings) as second:
+        clients = []
+        for app in (first, second):
+            app.add_url_rule(ECHO, "test_echo", lambda: {"client_id": g.client_id})
+            with app.app_context():
+                auth_failure_limit().clock = lambda: NOW + 10.0  # in one window
+            clients.append(app.test_client())
+        with first.app_context():
+            key_id, secret = create_client("wallet-backend")
+        for client in clients * 5:
+            assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
+        assert list(redis_client.scan_iter(match=f"{redis_prefix}:auth-failures:*")) == []
+
+        one, two = clients
+        assert unauthorized(one.get(ECHO, headers=signed(key_id, "a-guess")))
+        assert unauthorized(one.get(ECHO, headers=signed(key_id, "a-guess")))
+        assert unauthorized(two.get(ECHO, headers=signed(key_id, "a-guess")))  # the third
+        assert rate_limited(two.get(ECHO, headers=signed(key_id, secret))) == 50
+        assert one.get(ECHO, headers=signed(key_id, secret)).status_code == 200
+        assert unauthorized(one.get(ECHO, headers=signed(key_id, "a-guess")))
+        assert rate_limited(one.get(ECHO, headers=signed(key_id, secret))) == 50
+        window = int((NOW + 10) // 60)
+        assert redis_client.get(f"{redis_prefix}:auth-failures:{window}:127.0.0.1") == b"4"
+
+
+def test_openapi_description_says_how_many_signatures_are_read(client):
+    schemes = client.get("/v1/openapi.json").get_json()["components"]["securitySchemes"]
+    assert schemes["PromoSignature"] == {
+        "type": "apiKey", "in": "header", "name": "X-Promo-Signature",
+        "description": "`v1=` followed by the lowercase hex HMAC-SHA256 of `{timestamp}."
+                       "{METHOD}.{path with query string}.{raw body}`, keyed with the client's "
+                       "secret. Several values may be sent comma-separated, one match "
+                       "sufficing: at most 8 (a secret rotation needs 2 or 3); a header with "
+                       "more is refused with 401."}

@@ -13,7 +13,7 @@ from promo_engine.config import ConfigError, Settings
 ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
             "PROMO_POINTS_PER_UNIT", "PROMO_REDIS_PREFIX", "PROMO_RESERVATION_TTL_MS",
             "PROMO_RESERVATION_GRACE_MS", "PROMO_RECONCILE_SECONDS", "PROMO_REPLAY_TTL_SECONDS",
-            "PROMO_API_RATE_LIMIT")
+            "PROMO_API_RATE_LIMIT", "PROMO_AUTH_FAILURE_LIMIT", "PROMO_TRUSTED_PROXIES")
 
 COMMANDS = [
     ["db", "upgrade"],
@@ -50,6 +50,13 @@ INVALID = [
      "PROMO_API_RATE_LIMIT: 'lots' is not a rate such as 1000/second or 50 per minute"),
     ("PROMO_API_RATE_LIMIT", "0/second",
      "PROMO_API_RATE_LIMIT: '0/second' is not a rate such as 1000/second or 50 per minute"),
+    ("PROMO_TRUSTED_PROXIES", "yes",
+     "PROMO_TRUSTED_PROXIES: 'yes' must be a whole number from 0 to 10"),
+    ("PROMO_AUTH_FAILURE_LIMIT", "fifty",
+     "PROMO_AUTH_FAILURE_LIMIT: 'fifty' is not a rate such as 1000/second or 50 per minute"),
+    ("PROMO_AUTH_FAILURE_LIMIT", "0 per minute",
+     "PROMO_AUTH_FAILURE_LIMIT: '0 per minute' is not a rate such as 1000/second or "
+     "50 per minute"),
 ]
 
 
@@ -116,6 +123,21 @@ def test_redis_hot_path_defaults_and_values(tmp_path):
             chosen.reconcile_seconds, chosen.replay_ttl_seconds, chosen.api_rate_limit) == (
         "{bank-a}", 2000, 0, 30, 3600, "50 per minute")
     assert Settings.from_env({"PROMO_API_RATE_LIMIT": "none"}, workdir=tmp_path).api_rate_limit is None
+
+
+def test_auth_failure_limit_default_value_and_off(tmp_path):
+    assert Settings.from_env({}, workdir=tmp_path).auth_failure_limit == "50/minute"
+    chosen = Settings.from_env({"PROMO_AUTH_FAILURE_LIMIT": "20 per 10 minutes"},
+                               workdir=tmp_path)
+    assert chosen.auth_failure_limit == "20 per 10 minutes"
+    for off in ("none", "off"):
+        assert Settings.from_env({"PROMO_AUTH_FAILURE_LIMIT": off},
+                                 workdir=tmp_path).auth_failure_limit is None
+
+
+def test_trusted_proxies_default_and_chosen(tmp_path):
+    assert Settings.from_env({}, workdir=tmp_path).trusted_proxies == 0
+    assert Settings.from_env({"PROMO_TRUSTED_PROXIES": "2"}, workdir=tmp_path).trusted_proxies == 2
 
 
 def test_valid_values_are_taken(tmp_path):

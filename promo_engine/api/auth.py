@@ -3,24 +3,31 @@
 The signed message is `{timestamp}.{METHOD}.{request target}.{raw body}`, where the request
 target is the path and query exactly as sent on the request line. The server reads the raw
 body first, so an oversized body gets 413 before any signature is looked at.
+
+An unknown key id takes the same path as a known one with a wrong signature: no database
+lookup (api_clients.ClientDirectory), one HMAC, so the time taken does not say which key
+ids exist. An address whose requests keep failing is turned away first (auth_failures.py).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
+import secrets
 import time
 
 from flask import g, request
 
+from ..api_clients import install_client_directory, lookup_secret
 from . import bp
+from .auth_failures import address_key, auth_failure_limit, install_auth_failure_limit
 from .errors import ApiError
 from .rate_limit import check_client_rate
 from .requests import raw_body
 
 SIGNATURE_VERSION = "v1"
 MAX_CLOCK_SKEW_SECONDS = 300
-MAX_SIGNATURES = 8  # rotation needs two; a bound keeps the work per request small
+MAX_SIGNATURES = 8  # rotation needs two or three; a bound keeps the work per request small
 
 KEY_HEADER = "X-Promo-Key"
 TIMESTAMP_HEADER = "X-Promo-Timestamp"
@@ -29,6 +36,9 @@ SIGNATURE_HEADER = "X-Promo-Signature"
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+# What an unknown key id's signature is checked against: nobody can sign with it, and the
+# check costs what a known key's does.
+_DECOY_SECRET = secrets.token_urlsafe(32)
 
 
 def server_time() -> int:
@@ -92,7 +102,7 @@ def _unauthorized(message: str) -> ApiError:
 
 def _offered_signatures(header: str) -> list[bytes]:
     offered = []
-    for part in header.split(",")[:MAX_SIGNATURES]:
+    for part in header.split(","):
         version, _, value = part.strip().partition("=")
         value = value.strip().lower()
         if version == SIGNATURE_VERSION and _HEX_DIGEST.fullmatch(value):
@@ -102,8 +112,6 @@ def _offered_signatures(header: str) -> list[bytes]:
 
 def verify_request() -> str:
     """The verified client's key id; raises ApiError 401 otherwise."""
-    from ..api_clients import lookup_secret
-
     body = raw_body()  # 413 for an oversized body (chunked too) comes before any 401
     key_id = request.headers.get(KEY_HEADER, "")
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
@@ -117,25 +125,45 @@ def verify_request() -> str:
     if abs(server_time() - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise _unauthorized(f"{TIMESTAMP_HEADER} is more than {MAX_CLOCK_SKEW_SECONDS} s "
                             "from the server clock")
+    if signature.count(",") >= MAX_SIGNATURES:
+        raise _unauthorized(f"at most {MAX_SIGNATURES} signatures in {SIGNATURE_HEADER}, "
+                            "comma-separated (a secret rotation needs 2 or 3)")
     offered = _offered_signatures(signature)
     if not offered:
         raise _unauthorized(f"{SIGNATURE_HEADER} must be v1=<hex HMAC-SHA256>")
     secret = lookup_secret(key_id) if _KEY_ID.fullmatch(key_id) else None
-    if secret is None:
-        raise _unauthorized("invalid key or signature")
-    expected = sign_request(secret, timestamp, request.method, request_target(), body)
+    expected = sign_request(_DECOY_SECRET if secret is None else secret, timestamp,
+                            request.method, request_target(), body)
     expected = expected.partition("=")[2].encode("ascii")
     # Compare against every offered value, so the time taken does not say which matched.
     matched = False
     for candidate in offered:
         matched |= hmac.compare_digest(candidate, expected)
-    if not matched:
+    if secret is None or not matched:
         raise _unauthorized("invalid key or signature")
     return key_id
 
 
+@bp.record_once
+def _install(state) -> None:
+    install_client_directory(state.app)
+    install_auth_failure_limit(state.app)
+
+
 @bp.before_app_request
 def authenticate():
-    if requires_signature(request.method, request.path):
+    if not requires_signature(request.method, request.path):
+        return
+    failures = auth_failure_limit()
+    if failures is None:
         g.client_id = verify_request()
-        check_client_rate(g.client_id)
+    else:
+        address = address_key(request.remote_addr)
+        failures.check(address)
+        try:
+            g.client_id = verify_request()
+        except ApiError as exc:
+            if exc.status == 401:
+                failures.record_failure(address)
+            raise
+    check_client_rate(g.client_id)

@@ -7,11 +7,17 @@ from flask import current_app, jsonify
 
 from .. import __version__
 from . import bp
-from .schemas import (ATTRIBUTE_NAMES, CampaignsResponseSchema, ErrorSchema, EventRequestSchema,
-                      EventResponseSchema, PointsResponseSchema, QuoteRequestSchema,
-                      QuoteResponseSchema, amount_pattern)
+from .events import CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE
+from .schemas import (ATTRIBUTE_NAMES, ID_PATTERN, CampaignsResponseSchema, ErrorSchema,
+                      EventRequestSchema, EventResponseSchema, PointsResponseSchema,
+                      QuoteRequestSchema, QuoteResponseSchema, amount_pattern)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
+SCHEME_DESCRIPTIONS = {"PromoSignature": {"description": (
+    "`v1=` followed by the lowercase hex HMAC-SHA256 of `{timestamp}.{METHOD}.{path with query "
+    "string}.{raw body}`, keyed with the client's secret. Several values may be sent "
+    "comma-separated, one match sufficing: at most 8 (a secret rotation needs 2 or 3); a "
+    "header with more is refused with 401.")}}
 
 ERRORS = {
     400: "malformed JSON (not UTF-8, duplicate keys, NaN, ...)",
@@ -64,7 +70,8 @@ def build_spec(event_types, currency: str) -> dict:
                                         "X-Promo-Timestamp and X-Promo-Signature."})
     for name, header in (("PromoKey", "X-Promo-Key"), ("PromoTimestamp", "X-Promo-Timestamp"),
                          ("PromoSignature", "X-Promo-Signature")):
-        spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header})
+        spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header,
+                                               **SCHEME_DESCRIPTIONS.get(name, {})})
     request_schema = EventRequestSchema(event_types=event_types, currency=currency)
     quote_schema = QuoteRequestSchema(event_types=event_types, currency=currency)
     spec.components.schema("EventRequest", request_schema.json_schema_rules(),
@@ -101,23 +108,25 @@ def build_spec(event_types, currency: str) -> dict:
         "security": SIGNED,
         "parameters": [
             {"name": "user_id", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}},
+             "schema": {"type": "string", "pattern": ID_PATTERN}},
             {"name": "limit", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                        "default": DEFAULT_PAGE}},
             {"name": "cursor", "in": "query", "required": False,
-             "description": "next_cursor of the previous page",
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}}],
+             "description": "next_cursor of the previous page; any other value gets 422",
+             "schema": {"type": "string", "pattern": CURSOR_PATTERN}}],
         "responses": {"200": {"description": "balance and entries",
                               "content": json_of("PointsResponse")},
                       **_errors(404, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/campaigns", operations={"get": {
         "summary": "The open campaigns, for the wallet to show (no budget internals)",
+        "description": "Query parameters other than merchant_id get 422.",
         "security": SIGNED,
         "parameters": [
             {"name": "merchant_id", "in": "query", "required": False,
              "description": "only the campaigns that apply at this merchant (bank-wide ones "
                             "included)",
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}}],
+             "schema": {"type": "string", "pattern": ID_PATTERN}}],
         "responses": {"200": {"description": "open campaigns, highest priority first",
                               "content": json_of("CampaignsResponse")},
                       **_errors(422, *SIGNED_ERRORS)}}})

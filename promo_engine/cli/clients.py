@@ -55,7 +55,7 @@ def list_command() -> None:
 @clients_group.command("revoke")
 @click.argument("key_id")
 def revoke_command(key_id: str) -> None:
-    """Revoke a client: its requests are refused (within 30 s on running servers)."""
+    """Revoke a client: running servers refuse its requests within a second."""
     from ..api_clients import revoke_client
     app = _app()
     with app.app_context():
