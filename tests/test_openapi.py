@@ -159,7 +159,11 @@ def test_request_description_states_the_programs_rules(app):
     assert quote["properties"]["type"]["enum"] == ["activation", "payment"]
     assert event["properties"]["currency"]["enum"] == ["CNY"]
     assert event["properties"]["amount"]["pattern"] == (
-        r"^([0-9]{1,9}(\.[0-9]{1,2})?|1000000000(\.0{1,2})?)$")
+        r"^0*([1-9][0-9]{0,8}(\.[0-9]{1,2})?|1000000000(\.0{1,2})?|0\.([1-9][0-9]{0,1}|0[1-9]))$")
+    assert event["properties"]["occurred_at"]["pattern"] == (
+        r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+        r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+        r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
     assert event["dependentRequired"] == {"amount": ["currency"], "currency": ["amount"]}
     assert "original_event_id" not in quote["properties"]
     assert schemas["Reward"]["properties"]["amount"]["pattern"] == r"^-?[0-9]+\.[0-9]{2}$"
@@ -177,6 +181,11 @@ def test_request_description_states_the_programs_rules(app):
     ({**payment("p1", "10.00"), "amount": "10.001"}, False),
     ({**payment("p1", "10.00"), "amount": "1000000000.00"}, True),
     ({**payment("p1", "10.00"), "amount": "1000000000.01"}, False),
+    ({**payment("p1", "10.00"), "amount": "0.00"}, False),
+    ({**payment("p1", "10.00"), "amount": ".5"}, False),
+    ({**payment("p1", "10.00"), "amount": "010.50"}, True),
+    ({**activation("a1"), "occurred_at": "2026-06-15T12:00:00+00:60"}, False),
+    ({**activation("a1"), "occurred_at": "1969-12-31T23:59:59Z"}, False),
     ({**payment("p1", "10.00"), "currency": "USD"}, False),
     ({**activation("a1"), "attributes": {"bad name": 1}}, False),
 ])

@@ -24,6 +24,10 @@ from .schemas import ID_MESSAGE, ID_PATTERN
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_ROW_ID = 2**63 - 1  # BIGINT
+# Our cursors are short base64url text: anything else is refused before decoding (a crafted
+# one could nest JSON deep enough to exhaust the stack). 16 characters hold the shortest,
+# {"before":1}.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 
 
 def _json_text(text: str, status: int, **headers) -> Response:
@@ -68,9 +72,7 @@ def _page_arguments() -> tuple[int, int | None]:
     cursor = request.args.get("cursor")
     if cursor is not None:
         try:
-            # Our cursors are short base64url text: anything else is refused before decoding
-            # (a crafted one could nest JSON deep enough to exhaust the stack).
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cursor):
+            if not re.fullmatch(CURSOR_PATTERN, cursor):
                 raise ValueError
             before = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())["before"]
             if not isinstance(before, int) or isinstance(before, bool) or \

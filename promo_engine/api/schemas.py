@@ -14,16 +14,37 @@ from marshmallow import (RAISE, Schema, ValidationError, fields, post_load, vali
 from .. import money
 from ..event import ACTIVATION, PAYMENT, REFUND, Event
 
+# The patterns below are both what the server enforces and what /v1/openapi.json states
+# (apispec reads them from the fields), so the description cannot drift from the code.
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 ID_MESSAGE = "must be 1-64 characters of A-Z a-z 0-9 _ . : -"
+MCC_PATTERN = r"^[0-9]{4}$"
+CHANNEL_PATTERN = r"^[A-Za-z0-9_.:-]{1,32}$"
 MAX_FUTURE = timedelta(seconds=300)
-# Nothing a wallet records happened before the Unix epoch, and a bound keeps every later
-# step (time zones, day boundaries, expiry dates) clear of datetime's year 1 and 9999.
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+FUTURE_MESSAGE = "is more than 300 seconds in the future"
+# Nothing a wallet records happened before 1970, and the bound keeps every later step (time
+# zones, day boundaries, expiry dates) clear of datetime's year 1. It is on the date as
+# written, so that the description's pattern can state it ("19[7-9][0-9]" below).
+EARLIEST_YEAR = 1970
+# RFC 3339 date-time with an offset (hours 00-23, minutes 00-59). Second 60 is refused: the
+# ledger's clock, like POSIX time, has no leap seconds, and "format": "date-time" alone
+# would not settle it (validators differ: some refuse every second 60, some allow 23:59:60
+# UTC). Days past the end of their month pass the pattern; "format": "date-time" in the
+# description and the parsing in `Timestamp` refuse them.
+OCCURRED_AT_PATTERN = (r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+                       r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+                       r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+TIMESTAMP_MESSAGE = ("must be an RFC 3339 timestamp with offset, "
+                     "e.g. 2026-11-22T10:30:00+08:00")
+# The same parts, loosely, to say which rule a refused timestamp breaks.
+_TIMESTAMP_PARTS = re.compile(r"([0-9]{4})-[0-9]{2}-[0-9]{2}([Tt ])[0-9]{2}:[0-9]{2}:([0-9]{2})"
+                              r"(?:\.[0-9]+)?(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))")
+AMOUNT_SHAPE_MESSAGE = 'must be digits with an optional point followed by digits, e.g. "12.50"'
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_TEXT = 256
-TIMESTAMP_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
-                               r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+# requests.py refuses U+0000 in every string of a body; attribute values are the only free
+# text, so they are where the description has to say it.
+ATTRIBUTE_TEXT_PATTERN = r"^[^\u0000]*$"
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # apispec drops propertyNames from field metadata; openapi.py adds it to "attributes"
 ATTRIBUTE_NAMES = {"pattern": "^" + ATTRIBUTE_NAME.pattern + "$"}
@@ -48,28 +69,43 @@ def identifier(**kwargs) -> fields.String:
 
 
 class Timestamp(fields.Field):
-    """RFC 3339 with an explicit offset; returned as an aware UTC datetime."""
+    """RFC 3339 with an explicit offset (OCCURRED_AT_PATTERN); returned as an aware UTC datetime."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not TIMESTAMP_PATTERN.fullmatch(value):
-            raise ValidationError("must be an RFC 3339 timestamp with offset, "
-                                  "e.g. 2026-11-22T10:30:00+08:00")
-        text = value.replace("z", "Z").replace("t", "T")
+        if not isinstance(value, str):
+            raise ValidationError(TIMESTAMP_MESSAGE)
+        if not re.fullmatch(OCCURRED_AT_PATTERN, value):
+            raise ValidationError(_timestamp_mistake(value))
+        text = value.upper()  # "t" and "z" are its only letters
         fraction = re.search(r"\.(\d+)", text)
         if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
             text = text.replace(fraction.group(0), "." + fraction.group(1)[:6])
         try:
-            parsed = datetime.fromisoformat(text).astimezone(timezone.utc)
-        except ValueError:
+            return datetime.fromisoformat(text).astimezone(timezone.utc)
+        except ValueError:  # a day past the end of its month
             raise ValidationError("is not a valid date and time") from None
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-            raise ValidationError("is out of range") from None
-        if parsed < EARLIEST:
-            raise ValidationError("must not be before 1970-01-01T00:00:00Z")
-        return parsed
+        except OverflowError:  # past year 9999 in UTC: 9999-12-31 with a negative offset
+            raise ValidationError(FUTURE_MESSAGE) from None
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+def _timestamp_mistake(text: str) -> str:
+    """Why `text` does not match OCCURRED_AT_PATTERN, in the client's terms."""
+    parts = _TIMESTAMP_PARTS.fullmatch(text)
+    if parts is None:
+        return TIMESTAMP_MESSAGE
+    year, separator, second, offset_hours, offset_minutes = parts.groups()
+    if int(year) < EARLIEST_YEAR:
+        return f"must not be before the year {EARLIEST_YEAR}"
+    if separator == " ":
+        return 'must separate the date and the time with "T"'
+    if second == "60":
+        return "must not be a leap second (second 60)"
+    if offset_hours is not None and (int(offset_hours) > 23 or int(offset_minutes) > 59):
+        return "must have an offset of hours 00-23 and minutes 00-59"
+    return "is not a valid date and time"
 
 
 class AmountText(fields.String):
@@ -122,26 +158,30 @@ class EventRequestSchema(Schema):
                                                   "(plugins may register more)"})
     user_id = identifier(required=True)
     occurred_at = Timestamp(required=True, metadata={
-        "type": "string", "format": "date-time",
-        "description": "RFC 3339 with offset; at most 300 s in the future, not before "
-                       "1970-01-01T00:00:00Z"})
+        "type": "string", "format": "date-time", "pattern": OCCURRED_AT_PATTERN,
+        "description": "RFC 3339 with an offset (hours 00-23, minutes 00-59), from the year "
+                       f"{EARLIEST_YEAR} on, without leap seconds; at most 300 s ahead of "
+                       "the server's clock (a later time gets 422)"})
     merchant_id = identifier(metadata={"description": "required for payment and refund"})
     amount = AmountText(metadata={"description": "required for payment and refund: a decimal "
-                                                 "string > 0 and at most 1000000000, with at "
-                                                 "most the currency's minor digits",
+                                                 f"> 0 and at most {money.MAX_PAYMENT}, with "
+                                                 "at most the currency's minor digits, "
+                                                 "written as digits with an optional point "
+                                                 "followed by digits",
                                   "example": "128.50"})
     currency = fields.String(metadata={"description": "ISO 4217, the program's currency; "
                                                       "required with amount",
                                        "example": "CNY"})
-    mcc = fields.String(validate=FullMatch(r"^[0-9]{4}$", error="must be 4 digits"))
-    channel = fields.String(validate=FullMatch(r"^[A-Za-z0-9_.:-]{1,32}$",
+    mcc = fields.String(validate=FullMatch(MCC_PATTERN, error="must be 4 digits"))
+    channel = fields.String(validate=FullMatch(CHANNEL_PATTERN,
                                                error="must be 1-32 characters of "
                                                      "A-Z a-z 0-9 _ . : -"))
     original_event_id = identifier(metadata={"description": "refunds only, and required "
                                                              "for them: the payment's event_id"})
     attributes = Attributes(metadata={
         "type": "object", "maxProperties": MAX_ATTRIBUTES,
-        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT},
+        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT,
+                                            "pattern": ATTRIBUTE_TEXT_PATTERN},
                                            {"type": ["number", "boolean"]}]}})
 
     quote = False
@@ -158,7 +198,9 @@ class EventRequestSchema(Schema):
         types = sorted(t for t in self.event_types if not (self.quote and t == REFUND))
         self._describe("type", enum=types)
         self._describe("currency", enum=[self.program_currency])
-        self._describe("amount", pattern=amount_pattern(self.program_currency))
+        amount_text = amount_pattern(self.program_currency)
+        self._describe("amount", pattern=amount_text)
+        self.amount_text = re.compile(amount_text)
 
     def _describe(self, name: str, **metadata) -> None:
         field = self.fields[name]
@@ -166,7 +208,7 @@ class EventRequestSchema(Schema):
 
     def json_schema_rules(self) -> dict:
         """The cross-field rules of `check_event` that JSON Schema can state, for the
-        OpenAPI description (money and time limits are in the field descriptions)."""
+        OpenAPI description (the field rules are in the fields' patterns)."""
         money_types = [PAYMENT] if self.quote else [PAYMENT, REFUND]
         rules: list[dict] = [
             {"if": {"properties": {"type": {"enum": money_types}}, "required": ["type"]},
@@ -189,7 +231,7 @@ class EventRequestSchema(Schema):
             errors["type"] = ["a refund cannot be quoted; quote a payment or an activation"]
         occurred_at = data.get("occurred_at")
         if occurred_at is not None and occurred_at > self.now() + MAX_FUTURE:
-            errors["occurred_at"] = ["is more than 300 seconds in the future"]
+            errors["occurred_at"] = [FUTURE_MESSAGE]
         money_event = kind in (PAYMENT, REFUND)
         if money_event and "merchant_id" not in data:
             errors["merchant_id"] = [f"is required for {kind} events"]
@@ -206,17 +248,24 @@ class EventRequestSchema(Schema):
             else:
                 errors["currency"] = [f"{currency} is not configured; this program runs in "
                                       f"{self.program_currency}"]
-        elif "amount" in data and isinstance(data["amount"], str):
-            try:
-                money.parse_amount(data["amount"], self.program_currency)
-            except money.MoneyError as exc:
-                errors["amount"] = [str(exc)]
+        elif "amount" in data:
+            problem = self._amount_problem(data["amount"])
+            if problem:
+                errors["amount"] = [problem]
         if kind == REFUND and "original_event_id" not in data:
             errors["original_event_id"] = ["is required for refund events"]
         if kind is not None and kind != REFUND and "original_event_id" in data:
             errors["original_event_id"] = ["is only for refund events"]
         if errors:
             raise ValidationError(errors)
+
+    def _amount_problem(self, text: str) -> str | None:
+        """What is wrong with an amount: the pattern decides, parse_amount says why."""
+        try:
+            money.parse_amount(text, self.program_currency)
+        except money.MoneyError as exc:
+            return str(exc)
+        return None if self.amount_text.fullmatch(text) else AMOUNT_SHAPE_MESSAGE
 
     @post_load
     def to_event(self, data, **kwargs) -> Event:
@@ -243,18 +292,25 @@ class QuoteRequestSchema(EventRequestSchema):
 def amount_pattern(currency: str, *, signed: bool = False, exact: bool = False) -> str:
     """The money text of `currency`.
 
-    Requests: at most its minor digits, and at most 1000000000 (> 0 is in the description:
-    a pattern for it would be unreadable). Responses (`exact`): exactly its minor digits,
-    negative in reversals (`signed`).
+    Requests: > 0, at most MAX_PAYMENT, at most the minor digits, written as digits with an
+    optional point followed by digits (leading zeros allowed). Responses (`exact`): exactly
+    the minor digits, negative in reversals (`signed`).
     """
     digits = money.minor_digits(currency)
     if exact:
         whole = "-?[0-9]+" if signed else "[0-9]+"
         return f"^{whole}\\.[0-9]{{{digits}}}$" if digits else f"^{whole}$"
+    top = str(money.MAX_PAYMENT)  # a power of ten: "1" and zeros
+    below_top = f"[1-9][0-9]{{0,{len(top) - 2}}}"
     if not digits:
-        return "^([0-9]{1,9}|1000000000)$"
-    return (f"^([0-9]{{1,9}}(\\.[0-9]{{1,{digits}}})?"
-            f"|1000000000(\\.0{{1,{digits}}})?)$")
+        return f"^0*({below_top}|{top})$"
+    # below 1: up to `digits` decimals, not all zeros ("0.5", "0.05"; not "0.00")
+    fractions = []
+    for zeros in range(digits):
+        rest = digits - 1 - zeros
+        fractions.append("0" * zeros + "[1-9]" + (f"[0-9]{{0,{rest}}}" if rest else ""))
+    return (f"^0*({below_top}(\\.[0-9]{{1,{digits}}})?|{top}(\\.0{{1,{digits}}})?"
+            f"|0\\.({'|'.join(fractions)}))$")
 
 
 # ---- responses (documentation for the OpenAPI description; bodies are built in ledger.py)
