@@ -554,6 +554,23 @@ def test_consume_without_redis_url_stops_with_one_line(tmp_path, monkeypatch):
                              "from a Redis Stream\n")
 
 
+def test_consume_on_a_taken_metrics_port_stops_with_one_line(tmp_path, streams, processes):
+    from promo_engine.schema import upgrade
+    database_url = f"sqlite:///{tmp_path / 'promo.db'}"
+    upgrade(database_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        consumer = processes(streams, database_url, "c1", "--metrics-port", str(port))
+        assert consumer.wait(60) == 1
+    output = consumer.log.read_text()
+    assert output.endswith(
+        f"\npromo-engine consume: cannot serve metrics on 127.0.0.1:{port} (Address already in "
+        "use): stop what runs there or choose another with --metrics-port\n")
+    assert "Traceback" not in output
+
+
 @pytest.fixture
 def processes(tmp_path, redis_prefix):
     """Starts `promo-engine consume` processes (their other Redis keys under the test's own

@@ -250,7 +250,9 @@ def test_redis_connection_error_is_503_with_retry_after(client, caplog):
     with caplog.at_level(logging.ERROR, logger="promo_engine.api.errors"):
         response = client.get("/_test/redis_down")
     assert error_of(response, 503) == {
-        "code": "unavailable", "message": "a backing service is unavailable; retry shortly"}
+        "code": "unavailable", "message": "a backing service is unavailable, and the event "
+        "may or may not have been recorded: retry with the same event_id and body (a recorded "
+        "event is answered as a replay)"}
     assert response.headers["Retry-After"] == "1"
     assert "ConnectionError" in caplog.text
 

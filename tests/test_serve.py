@@ -124,3 +124,25 @@ def test_chunked_body_over_64_kib_is_413_through_the_server(server):
                              headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["default", "2 workers"])
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_fails(environ, tmp_path, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([CLI, "serve", "--port", str(port), *workers], env=environ,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == (f"promo-engine serve: port {port} on 127.0.0.1 is in use: stop "
+                           f"what runs there or choose another with --port\n")
+    assert done.stdout == ""
+
+
+def test_serve_on_an_address_of_another_host_says_so_in_one_line_and_fails(environ, tmp_path):
+    done = subprocess.run([CLI, "serve", "--host", "192.0.2.1", "--port", "8000"],
+                          env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == ("promo-engine serve: cannot listen on 192.0.2.1:8000: Cannot assign "
+                           "requested address\n")

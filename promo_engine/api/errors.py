@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify, make_response, request
+# The server finds a body malformed (a bad chunk of a chunked body) only when the application
+# reads it: the client's fault, answered 400 like gunicorn's own rejections.
+from gunicorn.http.errors import ParseException as MalformedBody
 from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import (BadRequest, HTTPException, InternalServerError,
+                                 ServiceUnavailable)
 
 from . import bp
 
@@ -20,6 +24,11 @@ log = logging.getLogger(__name__)
 
 PORTAL_PREFIX = "/portal"
 RETRY_AFTER_SECONDS = "1"
+# A database that went away during COMMIT, or a connection dropped after it, may have kept
+# the event: the client cannot tell, and the same event_id makes the retry safe.
+UNAVAILABLE_MESSAGE = ("a backing service is unavailable, and the event may or may not have "
+                       "been recorded: retry with the same event_id and body (a recorded "
+                       "event is answered as a replay)")
 
 HTTP_CODES = {
     400: "bad_request",
@@ -99,10 +108,24 @@ def handle_api_error(exc: ApiError):
     return exc.response()
 
 
+def portal_page(exc: HTTPException):
+    """An error of a portal URL that no portal view handled (an unknown URL, a failed
+    backing service, a bug): the portal's own page, in its layout and the user's language,
+    which the portal registers as `app.extensions["portal_error_page"]`."""
+    render = current_app.extensions.get("portal_error_page")
+    if render is None:
+        return exc
+    response = make_response(render(exc.code))
+    response.headers.update({k: v for k, v in exc.get_headers() if k.lower() != "content-type"})
+    return response
+
+
 @bp.app_errorhandler(HTTPException)
 def handle_http_exception(exc: HTTPException):
-    if exc.code is None or exc.code < 400 or is_portal_request():
-        return exc  # redirects, and the portal's own HTML pages
+    if exc.code is None or exc.code < 400:
+        return exc  # redirects
+    if is_portal_request():
+        return portal_page(exc)
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     return error_response(exc.code, HTTP_CODES.get(exc.code, _slug(exc.name)),
                           _http_message(exc), headers=headers)
@@ -122,13 +145,17 @@ def _slug(name: str) -> str:
 
 @bp.app_errorhandler(Exception)
 def handle_unexpected(exc: Exception):
+    if isinstance(exc, MalformedBody):
+        if is_portal_request():
+            return portal_page(BadRequest())
+        return error_response(400, "bad_request", "the request body is malformed (a chunk of "
+                              "a chunked body is not valid)")
     if isinstance(exc, UNAVAILABLE_ERRORS):
         log.error("%s %s: backing service unavailable: %s: %s", request.method, request.path,
                   type(exc).__name__, _first_line(exc))
         if is_portal_request():
-            return ServiceUnavailable(retry_after=int(RETRY_AFTER_SECONDS))
-        return error_response(503, "unavailable",
-                              "a backing service is unavailable; retry shortly")
+            return portal_page(ServiceUnavailable(retry_after=int(RETRY_AFTER_SECONDS)))
+        return error_response(503, "unavailable", UNAVAILABLE_MESSAGE)
     if isinstance(exc, DataError) and not is_portal_request():
         # The database refused a value (out of range, not storable): the validation should
         # have caught it, so log it as the bug it is, but the client sent bad input.
@@ -137,7 +164,7 @@ def handle_unexpected(exc: Exception):
                               "a value is out of range or cannot be stored")
     log.exception("unhandled error in %s %s", request.method, request.path)
     if is_portal_request():
-        return InternalServerError()
+        return portal_page(InternalServerError())
     return error_response(500, "internal_error", "internal error")
 
 

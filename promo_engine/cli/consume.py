@@ -106,7 +106,13 @@ def consume_command(stream: str, group: str, consumer: str | None, client_id: st
     stream_consumer = StreamConsumer(app, client, options)
     if metrics_port is not None:
         from prometheus_client import start_http_server
-        start_http_server(metrics_port, addr=metrics_host, registry=metrics(app).registry)
+        try:
+            start_http_server(metrics_port, addr=metrics_host, registry=metrics(app).registry)
+        except OSError as exc:
+            click.echo(f"promo-engine consume: cannot serve metrics on {metrics_host}:"
+                       f"{metrics_port} ({exc.strerror or exc}): stop what runs there or "
+                       "choose another with --metrics-port", err=True)
+            sys.exit(1)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

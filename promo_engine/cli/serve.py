@@ -10,10 +10,12 @@ scheduler`, so servers and schedulers on several hosts act exactly once between 
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,12 +25,14 @@ from pathlib import Path
 import click
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.util import is_ipv6
 
 from .. import metrics as promo_metrics
 from ..config import Settings
 from . import main
 from .db import upgrade_or_exit
 
+WORKER_CLASS = "promo_engine.gunicorn_worker.JsonErrorThreadWorker"
 THREADS_PER_WORKER = 8
 GRACEFUL_TIMEOUT_SECONDS = 30
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -152,6 +156,30 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def listen_address(host: str, port: int) -> str:
+    """gunicorn's `bind` setting: a socket bound here, so that a port in use ends the command
+    with one line saying so (gunicorn would retry five times, logging each, then give up).
+
+    A master started by gunicorn's own upgrade (SIGUSR2) or by systemd inherits the
+    listening sockets instead, and gunicorn takes those whatever `bind` says."""
+    if os.environ.get("GUNICORN_FD") or os.environ.get("LISTEN_FDS"):
+        return bind_address(host, port)
+    listener = socket.socket(socket.AF_INET6 if is_ipv6(host) else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = (f"port {port} on {host} is in use: stop what runs there or choose "
+                      f"another with --port")
+        else:
+            reason = f"cannot listen on {bind_address(host, port)}: {exc.strerror or exc}"
+        click.echo(f"promo-engine serve: {reason}", err=True)
+        sys.exit(1)
+    return f"fd://{listener.detach()}"
+
+
 def _when_ready(server) -> None:
     urls = ", ".join(str(listener) for listener in server.LISTENERS)
     workers = server.cfg.workers
@@ -180,6 +208,7 @@ def serve_command(host: str, port: int, workers: int, threads: int, access_log: 
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    bind = listen_address(host, port)
     result = upgrade_or_exit(settings.database_url)
     if result.changed:
         click.echo(f"promo-engine: database schema {result.before or 'none'} -> {result.after}",
@@ -187,9 +216,9 @@ def serve_command(host: str, port: int, workers: int, threads: int, access_log: 
     metrics_dir, owned = _metrics_directory()
     promo_metrics.enable_multiprocess(metrics_dir)
     options = {
-        "bind": bind_address(host, port),
+        "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": WORKER_CLASS,
         "threads": threads,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
         "timeout": 60,
