@@ -39,10 +39,10 @@ phase, each --seconds long:
 Per worker count N both servers start, then: the bare floor's warm-up, unloaded, peak and
 paced phases; the events' warm-up (per scenario), unloaded (first scenario), peak (per
 scenario) and paced (first scenario) phases. Before the events phases, events are sent one
-at a time until every campaign has answered 201 once: a server whose Redis counters are new
-answers 503 (with Retry-After) for a settle period, then builds each campaign's counter
-from the ledger on first use (503 to concurrent events meanwhile). That start-up is waited
-out, not measured; any 503 in a timed phase is an error.
+at a time until every campaign has answered 201 once: a server builds each campaign's
+Redis counter from the ledger on first use (503 to concurrent events meanwhile), and one
+whose Redis lost its data answers 503 (with Retry-After) for a settle period first. That
+start-up is waited out, not measured; any 503 in a timed phase is an error.
 
 Targets (from the issue), checked per N: events/s at least 0.50 of the bare endpoint's
 req/s; at 80% of peak, events p99 at most 4x the unloaded events p50; hot-campaign events/s
@@ -137,7 +137,7 @@ ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_
 # The API's per-client rate limit is set this high (one client sends all the load, as the
 # one wallet backend does): the limiter's cost per request is measured, its cap is not.
 RATE_LIMIT = "1000000/second"
-PRIME_TIMEOUT = 90.0  # s: a new Redis prefix makes the server settle before budgets are used
+PRIME_TIMEOUT = 90.0  # s: Redis counters are built (or settle, after a data loss) before use
 
 TARGET_VS_BARE = 0.50
 TARGET_TAIL = 4.0
@@ -702,9 +702,9 @@ def prime(server: Server, runner: "Runner", scenarios: Sequence[str], workers: i
     in this run (and one per scenario at least), each sent again until it is answered 201,
     following Retry-After; without, one per scenario, whatever the answer.
 
-    A server whose Redis counters are new answers 503 until they have settled, and builds a
-    campaign's counter from the ledger when an event first needs it (503 to the events that
-    need one meanwhile). That is start-up, waited out here rather than measured. Any answer
+    A server builds a campaign's Redis counter from the ledger when an event first needs it
+    (503 to the events that need one meanwhile), after a settle period if its Redis lost
+    its data. That is start-up, waited out here rather than measured. Any answer
     other than 201 or 503 is an error."""
     args = runner.args
     if result.began is None:
@@ -1315,10 +1315,10 @@ def run(args, workdir: Path) -> int:
                       flush=True)
                 return result
 
-            # One event per scenario now: a server whose Redis counters are new starts its
-            # settle period with it (503 until then), which passes while the bare floor is
-            # measured; `prime` then waits for whatever is left of it and has every
-            # campaign's counter built, one event at a time.
+            # One event per scenario now: it begins the Redis counters (and, after a data
+            # loss, a settle period that passes while the bare floor is measured); `prime`
+            # then waits for whatever is left of it and has every campaign's counter built,
+            # one event at a time.
             primed = Primed()
             primes.append(primed)
             prime(events_server, runner, scenarios, n, primed, wait=False)

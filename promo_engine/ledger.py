@@ -39,7 +39,7 @@ from .extensions import db
 from .models import (CampaignUsage, EventRecord, RewardRecord, UserCampaignDailyUsage,
                      UserCampaignUsage, UserRecord, utcnow)
 from .replay_cache import ReplayCache
-from .reservations import NotReady, Request, Reservation, Reservations
+from .reservations import EpochMissing, NotReady, Request, Reservation, Reservations
 from .rewards import POINTS, VOUCHER, Reward
 from .throttled_log import ThrottledWarning
 
@@ -227,8 +227,19 @@ class Ledger:
             cached = self.replays.get(client_id, event.event_id)
             if cached is not None:
                 return self._replayed(StoredEvent(*cached), request_hash)
-        if self.reservations is not None:
-            self.reservations.load_program_id()  # once per process, before any transaction
+        if self.reservations is None:
+            return self._record(client_id, event, request_hash, engine)
+        self.reservations.load_program_id()  # once per process, before any transaction
+        try:
+            return self._record(client_id, event, request_hash, engine)
+        except EpochMissing:
+            # New, or Redis lost its data: begin the epoch outside the event's transaction
+            # (the judge writes), then record once more.
+            self.reservations.begin_epoch()
+            return self._record(client_id, event, request_hash, engine)
+
+    def _record(self, client_id: str, event: Event, request_hash: str,
+                engine: RulesEngine) -> Recorded:
         held: list[Reservation] = []  # Redis reservations of the attempt that commits
         writes = event_writes_for(db, event)
 
@@ -419,11 +430,11 @@ class Ledger:
             if outcome.missing:
                 if built_counters:  # built and gone again: Redis is restarting
                     raise NotReady(self.reservations.settle_ms)
-                built_counters = self._build_counters(outcome.missing)
+                built_counters = self.build_counters(outcome.missing)
                 continue
             full |= outcome.full
 
-    def _build_counters(self, campaign_ids) -> bool:
+    def build_counters(self, campaign_ids) -> bool:
         """Counters for campaigns Redis has none for (new, or Redis lost its data). False
         when another worker was building: its build takes milliseconds, so this one waits
         a little and tries the reservation again rather than answer 503."""
@@ -433,11 +444,12 @@ class Ledger:
                 time.sleep(BUILD_WAIT_SECONDS)
                 if not self.reservations.building():
                     return False
-            raise NotReady(1000)  # a long build (a large ledger): come back shortly
+            raise NotReady(1000, "counters_building")  # a long build (a large ledger)
         try:
             t0 = self.reservations.clock_ms()
             if self.reservations.rebuild(t0, ledger_usage(campaign_ids), only_missing=True) < 0:
-                raise NotReady(1000)  # the ledger read took too long to be used safely
+                # the ledger read took too long to be used safely
+                raise NotReady(1000, "counters_building")
         finally:
             self.reservations.built(token)
         return True

@@ -82,6 +82,15 @@ class ProgramState(db.Model):
     program_id: Mapped[str | None] = mapped_column(String(32))
 
 
+class RedisCounterPrefix(db.Model):
+    """A Redis prefix this database has begun counting budgets under (`counter_epochs.py`):
+    only a prefix missing here, with an empty ledger, starts its counters without waiting."""
+    __tablename__ = "redis_counter_prefixes"
+
+    prefix: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CampaignAudit(db.Model):
     """Every status change of a campaign: who, what, when and why. Append-only."""
     __tablename__ = "campaign_audit"

@@ -19,6 +19,7 @@ from .extensions import db
 from .ledger import ledger_usage
 from .lifecycle import RETIRED
 from .models import CampaignRecord, CampaignUsage
+from .reservations import EpochMissing
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,14 @@ def reconcile(reservations=None, *, offline: bool = False) -> Reconciled:
 
     Without Redis the usage rows are the guard itself, kept exact by every event, and are
     rebuilt only when `offline` says no worker is running (after a period with Redis)."""
+    try:
+        return _reconcile(reservations, offline)
+    except EpochMissing:  # a new prefix begins at once; after a data loss this settles
+        reservations.begin_epoch()
+        return _reconcile(reservations, offline)
+
+
+def _reconcile(reservations, offline: bool) -> Reconciled:
     ids = list(db.session.execute(
         select(CampaignRecord.id).where(CampaignRecord.status != RETIRED)).scalars())
     db.session.rollback()

@@ -24,6 +24,9 @@ and reconciliation brings counters back down to the ledger only where that is pr
 - After Redis lost its data (a restart without persistence) reservations of transactions
   still running are gone; no counter is rebuilt until every deadline of that time has
   passed (the settle period), and events that need one get 503 with Retry-After until then.
+  A prefix without an epoch is either that or new, which Redis alone cannot tell apart:
+  `begin_epoch` asks the caller's judge (counter_epochs.py, which asks the database), and
+  a new prefix begins settled at once.
 - A prefix holds the counters of one program database. The first reservation under it
   records the database's program id; a reservation or reconciliation from a database with
   another id is refused (503), where it would otherwise spend from, or rebuild from its own
@@ -56,19 +59,19 @@ elseif owner ~= ARGV[5] then return {'foreign', owner} end
 """
 
 # KEYS: epoch, inflight, payloads, owner, usage keys...
-# ARGV: reservation id, deadline (ms), settle (ms), payload, program id, then per usage key:
+# ARGV: reservation id, deadline (ms), settle (ms; unused since epochs begin in `begin_epoch`,
+#       kept so that the program id stays ARGV[5] as in reconciliation), payload, program id,
+#       then per usage key:
 #       cost, redemptions, budget limit (-1: none), max redemptions (-1: none)
 # Returns {"ok"}, {"full", i...} (1-based positions that do not fit), {"init", i...}
-# (counters not built yet), {"wait", ms} (settling after Redis lost its data) or
-# {"foreign", owner} (the prefix holds another program's counters).
+# (counters not built yet), {"wait", ms} (settling after Redis lost its data), {"new"} (no
+# epoch: new, or its data lost; see `begin_epoch`) or {"foreign", owner} (the prefix holds
+# another program's counters).
 _RESERVE = _OWNER_CHECK + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local settled = redis.call('GET', KEYS[1])
-if not settled then
-  redis.call('SET', KEYS[1], string.format('%d', now + tonumber(ARGV[3])))
-  return {'wait', ARGV[3]}
-end
+if not settled then return {'new'} end
 if now < tonumber(settled) then return {'wait', string.format('%d', tonumber(settled) - now)} end
 local missing = {'init'}
 for i = 5, #KEYS do
@@ -147,6 +150,36 @@ if payload then redis.call('ZADD', KEYS[3], now, ARGV[1] .. ' ' .. payload) end
 return 1
 """
 
+# The prefix's epoch begins, settled `ARGV[1]` ms from now, unless it has one already.
+# KEYS: epoch. Returns the epoch's value set, or false when it existed.
+_BEGIN_EPOCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local settled = string.format('%d', now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], settled)
+return settled
+"""
+
+# Whether events could reserve now, changing nothing. KEYS: epoch, owner, usage keys...
+# ARGV: program id. Returns {"ok"}, {"new"}, {"wait", ms}, {"foreign", owner} or
+# {"init", i...} (counters not built yet), in the order a reservation meets them.
+_READINESS = """
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[1] then return {'foreign', owner} end
+local settled = redis.call('GET', KEYS[1])
+if not settled then return {'new'} end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+if now < tonumber(settled) then return {'wait', string.format('%d', tonumber(settled) - now)} end
+local missing = {'init'}
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i - 2 end
+end
+if #missing > 1 then return missing end
+return {'ok'}
+"""
+
 # Deletes a lock only if it still holds this token. KEYS: lock; ARGV: token
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -164,14 +197,16 @@ return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 #       program id, then per usage key: campaign id, ledger spent, ledger redemptions
 # Sets each counter to ledger + in flight + confirmed since T0; returns the number set,
 # -1 when the ledger was read too long ago (confirmations since may have been pruned),
-# -2 while settling after a data loss, or {"foreign", owner} (another program's prefix).
+# -2 while settling after a data loss, -3 without an epoch (see `begin_epoch`), or
+# {"foreign", owner} (another program's prefix).
 _RECONCILE = _OWNER_CHECK + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local t0 = tonumber(ARGV[1])
 if now - t0 >= tonumber(ARGV[3]) then return -1 end
 local settled = redis.call('GET', KEYS[1])
-if not settled or now < tonumber(settled) then return -2 end
+if not settled then return -3 end
+if now < tonumber(settled) then return -2 end
 local extra_s, extra_r = {}, {}
 local function add(payload)
   for _, entry in ipairs(cjson.decode(payload)) do
@@ -224,17 +259,30 @@ class Request(NamedTuple):
 
 
 class NotReady(Exception):
-    """Redis lost its data and is settling; retry after `retry_after_ms`."""
+    """Redis lost its data and is settling; retry after `retry_after_ms`. Nothing was
+    recorded. `reason` says why, for /readyz: `settling`, `counters_building` or
+    `foreign_prefix`."""
 
-    def __init__(self, retry_after_ms: int):
+    reason = "settling"
+
+    def __init__(self, retry_after_ms: int, reason: str | None = None):
         super().__init__(f"budget counters are being rebuilt; retry in {retry_after_ms} ms")
         self.retry_after_ms = retry_after_ms
+        if reason is not None:
+            self.reason = reason
+
+
+class EpochMissing(NotReady):
+    """The prefix has no epoch (new, or Redis lost its data): `Reservations.begin_epoch`
+    must run, outside any transaction, before anything is reserved."""
 
 
 class ForeignPrefix(NotReady):
     """The Redis prefix holds the counters of another program database (two databases were
     given the same PROMO_REDIS_PREFIX). Nothing is reserved or rebuilt until that is put
     right: an operator's fix, so the wait asked for is long."""
+
+    reason = "foreign_prefix"
 
     def __init__(self, prefix: str, owner: str, program_id: str):
         super().__init__(retry_after_ms=60_000)
@@ -259,6 +307,14 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """What a reservation would meet now: `problem` is None when it could go ahead."""
+    problem: NotReady | None = None
+    new_epoch: bool = False  # no epoch: `begin_epoch` first
+    missing: frozenset[str] = frozenset()  # campaigns whose counters are not built yet
+
+
+@dataclass(frozen=True)
 class Outcome:
     reservation: Reservation | None = None
     full: frozenset[str] = frozenset()  # campaigns without room for their reward
@@ -278,8 +334,12 @@ class Reservations:
     """The Redis side of budgets and limits; see the module's docstring for the invariant."""
 
     def __init__(self, client: redis.Redis, *, prefix: str, ttl_ms: int, grace_ms: int,
-                 program_id: Callable[[], str], keep_confirmed_ms: int = 120_000):
+                 program_id: Callable[[], str], keep_confirmed_ms: int = 120_000,
+                 epoch_judge: Callable[["Reservations"], None] | None = None):
         self.client = client
+        # Called by `begin_epoch`; it must call `start_epoch`. Without one every missing
+        # epoch is taken for a data loss and waits out the settle period.
+        self._epoch_judge = epoch_judge
         self.prefix = prefix
         self._read_program_id = program_id  # read once, when first needed
         self._program_id: str | None = None
@@ -297,6 +357,8 @@ class Reservations:
         self._confirm = client.register_script(_CONFIRM)
         self._clock = client.register_script(_CLOCK)
         self._reconcile = client.register_script(_RECONCILE)
+        self._begin_epoch = client.register_script(_BEGIN_EPOCH)
+        self._readiness = client.register_script(_READINESS)
         self._unlock = client.register_script(_UNLOCK)
 
     @property
@@ -324,6 +386,53 @@ class Reservations:
         misconfigured.warning("%s", refused)  # an operator's fix: say it where they look
         raise refused
 
+    # -- the epoch: since when counters may be rebuilt ------------------------------------
+
+    def begin_epoch(self) -> None:
+        """Give the prefix an epoch if it has none; outside any database transaction, since
+        the judge may write (it records that this database now uses the prefix)."""
+        if self._epoch_judge is None:
+            self.start_epoch(self.settle_ms)
+        else:
+            self._epoch_judge(self)
+
+    def start_epoch(self, settle_ms: int) -> str | None:
+        """Begin the epoch, settled `settle_ms` from now (0: a prefix known to be new);
+        the value set, or None when the prefix had an epoch already."""
+        value = self._begin_epoch(keys=[self.epoch_key], args=[settle_ms])
+        return None if value is None else _text(value)
+
+    def undo_epoch(self, value: str) -> None:
+        """Take back an epoch this process set (`start_epoch`'s value), if still the same:
+        the judge's record of it did not commit."""
+        self._unlock(keys=[self.epoch_key], args=[value])
+
+    def readiness(self, campaign_ids: Iterable[str]) -> Readiness:
+        """Whether an event reserving for `campaign_ids` would go ahead now; changes nothing."""
+        ids = list(campaign_ids)
+        reply = self._readiness(keys=[self.epoch_key, self.owner_key,
+                                      *(self.usage_key(c) for c in ids)],
+                                args=[self.program_id])
+        status = _text(reply[0])
+        if status == "new":
+            return Readiness(problem=EpochMissing(self.settle_ms), new_epoch=True)
+        if status == "wait":
+            return Readiness(problem=NotReady(int(_text(reply[1]))))
+        if status == "foreign":
+            return Readiness(problem=ForeignPrefix(self.prefix, _text(reply[1]), self.program_id))
+        if status == "init":
+            return Readiness(missing=frozenset(ids[int(i) - 1] for i in reply[1:]))
+        return Readiness()
+
+    def _epoch_missing(self) -> NotReady:
+        """What a reservation or rebuild that found no epoch raises: without a judge the
+        epoch begins here (settling); with one, the caller begins it outside its
+        transaction and tries again."""
+        if self._epoch_judge is None:
+            self.start_epoch(self.settle_ms)
+            return NotReady(self.settle_ms)
+        return EpochMissing(self.settle_ms)
+
     # -- the event path ----------------------------------------------------------------
 
     def reserve(self, requests: list[Request]) -> Outcome:
@@ -345,6 +454,8 @@ class Reservations:
             return Outcome(reservation=reservation)
         if status == "wait":
             raise NotReady(int(_text(reply[1])))
+        if status == "new":
+            raise self._epoch_missing()
         if status == "foreign":
             self._refuse_foreign(reply[1])
         named = frozenset(requests[int(i) - 1].campaign_id for i in reply[1:])
@@ -428,7 +539,7 @@ class Reservations:
         """Set counters from the ledger sums read after `t0_ms`; the number set.
 
         Raises NotReady while Redis is settling after a data loss (ForeignPrefix where the
-        prefix holds another program's counters); returns -1 when the ledger sums are too
+        prefix holds another program's counters, EpochMissing where it has no epoch); returns -1 when the ledger sums are too
         old to be used safely (nothing was changed)."""
         if not ledger:
             return 0
@@ -443,6 +554,8 @@ class Reservations:
             self._refuse_foreign(reply[1])
         if int(reply) == -2:
             raise NotReady(self.settle_ms)
+        if int(reply) == -3:
+            raise self._epoch_missing()
         return int(reply)
 
 

@@ -46,7 +46,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from .campaign import Campaign
-from .config import ConfigError
+from .config import (DEFAULT_REDIS_PREFIX, REDIS_PREFIX_ENV, ConfigError,
+                     redis_prefix_from_env)
 from .database import run_in_transaction
 from .extensions import db
 from .lifecycle import (CLOSED, OPEN, SCHEDULED, Deposed, Transition, advance_schedule,
@@ -63,7 +64,7 @@ BATCH_SIZE = 1000  # campaigns per transaction
 ADD_CHUNK = 500  # jobs added between two looks at the transitions that have come due
 
 DEFAULT_LEASE_MS = 5000
-DEFAULT_LEASE_KEY = "promo-engine:scheduler:leader"
+LEASE_KEY_SUFFIX = ":scheduler:leader"  # after PROMO_REDIS_PREFIX: one leader per program
 LEASE_MS_ENV = "PROMO_SCHEDULER_LEASE_MS"
 LEASE_KEY_ENV = "PROMO_SCHEDULER_LEASE_KEY"
 MIN_LEASE_MS, MAX_LEASE_MS = 1000, 300_000
@@ -83,7 +84,7 @@ def utcnow() -> datetime:
 class LeaseSettings:
     """Where the leader lease lives in Redis and how long it lasts (`PROMO_SCHEDULER_*`)."""
     ttl_ms: int = DEFAULT_LEASE_MS
-    key: str = DEFAULT_LEASE_KEY
+    key: str = DEFAULT_REDIS_PREFIX + LEASE_KEY_SUFFIX
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "LeaseSettings":
@@ -96,7 +97,10 @@ class LeaseSettings:
         if ttl_ms is None or not MIN_LEASE_MS <= ttl_ms <= MAX_LEASE_MS:
             raise ConfigError(f"{LEASE_MS_ENV}: {raw_ttl!r} must be a whole number of "
                               f"milliseconds from {MIN_LEASE_MS} to {MAX_LEASE_MS}")
-        key = env.get(LEASE_KEY_ENV) or DEFAULT_LEASE_KEY
+        # Under the program's prefix, so that programs sharing a Redis database each have
+        # a leader of their own.
+        key = env.get(LEASE_KEY_ENV) or (
+            redis_prefix_from_env(env.get(REDIS_PREFIX_ENV, DEFAULT_REDIS_PREFIX)) + LEASE_KEY_SUFFIX)
         if len(key) > 200 or any(c.isspace() for c in key):
             raise ConfigError(f"{LEASE_KEY_ENV}: {key!r} must be a Redis key of at most 200 "
                               "characters without spaces")

@@ -41,23 +41,29 @@ class PromoService:
         self.listener = None
         replays = None
         if settings.redis_url:
-            from .broadcast import Listener, Publisher
+            from .broadcast import Listener, Publisher, campaigns_channel, clients_channel
+            from .counter_epochs import judge_epoch
             from .replay_cache import ReplayCache
             from .reservations import Reservations, connect
             self.redis = connect(settings.redis_url)
             self.reservations = Reservations(
                 self.redis, prefix=settings.redis_prefix, ttl_ms=settings.reservation_ttl_ms,
-                grace_ms=settings.reservation_grace_ms, program_id=_read_program_id)
+                grace_ms=settings.reservation_grace_ms, program_id=_read_program_id,
+                epoch_judge=judge_epoch)
             replays = ReplayCache(self.redis, prefix=settings.redis_prefix,
                                   ttl_seconds=settings.replay_ttl_seconds)
             self.publisher = Publisher(self.redis, settings.redis_prefix)
-            self.listener = Listener(settings.redis_url, settings.redis_prefix, self.invalidate)
+            self.listener = Listener(settings.redis_url, {
+                campaigns_channel(settings.redis_prefix): self.invalidate,
+                clients_channel(settings.redis_prefix): lambda: self.on_clients_changed()})
         self.ledger = Ledger(currency=settings.currency, reservations=self.reservations,
                              replays=replays)
         # Called with (campaign id, campaign type, exception) whenever a campaign is skipped
         # because its plugin raised or is not installed.
         self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
         self.on_engine_loaded: Callable[[RulesEngine], None] | None = None
+        # Called when another process created or revoked an API client (api_clients.py).
+        self.on_clients_changed: Callable[[], None] = lambda: None
         self.request_schemas: dict = {}  # request schemas of the API and consumer (recording.py)
         self._engine: RulesEngine | None = None
         self._revision: int | None = None
@@ -93,6 +99,31 @@ class PromoService:
             if time.monotonic() - self._checked_at >= interval or self._engine is None:
                 self._refresh()
         return self._engine
+
+    def counters_not_ready(self):
+        """Why events that reserve budget would be refused now (a NotReady), or None; with
+        Redis only. Does what the first such event would: begins a new prefix's epoch and
+        builds missing counters, so that a deployment is ready as soon as it can be."""
+        from .reservations import NotReady
+        if self.reservations is None:
+            return None
+        campaign_ids = list(self.engine().campaigns)
+        if not campaign_ids:  # events reserve nothing, and so are never refused
+            return None
+        self.reservations.load_program_id()
+        state = self.reservations.readiness(campaign_ids)
+        if state.new_epoch:
+            self.reservations.begin_epoch()
+            state = self.reservations.readiness(campaign_ids)
+        if state.missing and state.problem is None:
+            try:
+                self.ledger.build_counters(state.missing)
+            except NotReady as exc:
+                return exc
+            state = self.reservations.readiness(campaign_ids)
+            if state.missing:  # another worker was building them
+                return NotReady(1000, "counters_building")
+        return state.problem
 
     def invalidate(self) -> None:
         """Check the campaigns again on the next event (after an apply in this process)."""

@@ -19,7 +19,7 @@ from conftest import BENCH_DIR, PG_ADMIN_URL, bench_script, service_missing
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 BENCH = BENCH_DIR / "load.py"
-TIMEOUT = 150  # s; the run itself takes about 30 s (10 s of it the Redis counters settling)
+TIMEOUT = 150  # s; the run itself takes about 20 s
 
 
 @pytest.fixture(scope="module")

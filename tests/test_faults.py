@@ -198,7 +198,7 @@ def test_redis_stopped_and_restarted_empty_mid_load(processes, postgres_url, tmp
     ledger = processes.add(LedgerView(postgres_url))
     server = processes.add(Server(env, tmp_path, workers=WORKERS)).start()
     load = processes.add(Load(server.base, clients))
-    warm_up(load, ledger)  # includes the first settle period of a new Redis
+    warm_up(load, ledger)
 
     redis.shutdown_nosave()
     down = time.time()

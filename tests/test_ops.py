@@ -66,7 +66,7 @@ def test_readyz_checks_redis_when_configured(make_app, sqlite_url):
     response = make_app(sqlite_url, redis_url=REDIS_URL).test_client().get("/readyz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ready",
-                                   "checks": {"database": "ok", "redis": "ok"}}
+                                   "checks": {"database": "ok", "redis": "ok", "counters": "ok"}}
 
 
 def test_readyz_is_503_naming_redis_when_it_is_unreachable(make_app, sqlite_url):

@@ -553,13 +553,23 @@ def test_opens_and_closes_on_the_real_clock_within_a_second(app, registry, recor
 # --- configuration ------------------------------------------------------------------------
 
 def test_lease_settings_default_and_from_the_environment():
-    assert LeaseSettings.from_env({}) == LeaseSettings(5000, "promo-engine:scheduler:leader")
+    assert LeaseSettings.from_env({}) == LeaseSettings(5000, "{promo}:scheduler:leader")
     assert LeaseSettings.from_env({"PROMO_SCHEDULER_LEASE_MS": "2000",
                                    "PROMO_SCHEDULER_LEASE_KEY": "bank-a:leader"}) == \
         LeaseSettings(2000, "bank-a:leader")
 
 
+def test_the_lease_key_is_under_the_programs_redis_prefix():
+    """Two programs sharing one Redis database have a leader each."""
+    assert LeaseSettings.from_env({"PROMO_REDIS_PREFIX": "bank-b"}).key == \
+        "bank-b:scheduler:leader"
+    assert LeaseSettings.from_env({"PROMO_REDIS_PREFIX": "bank-b",
+                                   "PROMO_SCHEDULER_LEASE_KEY": "kept:leader"}).key == \
+        "kept:leader"
+
+
 @pytest.mark.parametrize("environ, message", [
+    ({"PROMO_REDIS_PREFIX": "two words"}, "PROMO_REDIS_PREFIX: 'two words' must be non-empty"),
     ({"PROMO_SCHEDULER_LEASE_MS": "500"}, "PROMO_SCHEDULER_LEASE_MS: '500' must be a whole "
                                           "number of milliseconds from 1000 to 300000"),
     ({"PROMO_SCHEDULER_LEASE_MS": "5s"}, "PROMO_SCHEDULER_LEASE_MS: '5s' must be"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Response, current_app, jsonify
 from redis.exceptions import RedisError
@@ -9,7 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics as promo_metrics
+from ..app import promo_service
 from ..extensions import db
+from ..reservations import NotReady
 from . import bp
 from .errors import error_response
 
@@ -31,6 +34,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """Ready exactly when events would not be answered 503: the database and Redis reach,
+    and with Redis the budget counters can be reserved from (see `counters_not_ready`)."""
     checks = {"database": _check_database()}
     if _settings().redis_url:
         checks["redis"] = _check_redis()
@@ -38,6 +43,13 @@ def readyz():
     if failed:
         return error_response(503, "unavailable", f"not ready: {', '.join(failed)} unreachable",
                               checks=checks)
+    if _settings().redis_url:
+        problem = _counters_problem()
+        checks["counters"] = "ok" if problem is None else problem.reason
+        if problem is not None:
+            retry_after = max(1, math.ceil(problem.retry_after_ms / 1000))
+            return error_response(503, "unavailable", f"not ready: {problem}", checks=checks,
+                                  headers={"Retry-After": str(retry_after)})
     return jsonify(status="ready", checks=checks)
 
 
@@ -56,6 +68,15 @@ def _check_database() -> str:
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         db.session.rollback()
         return "unreachable"
+
+
+def _counters_problem():
+    try:
+        return promo_service().counters_not_ready()
+    except (RedisError, SQLAlchemyError) as exc:
+        db.session.rollback()
+        log.warning("readiness: budget counters unreachable: %s", type(exc).__name__)
+        return NotReady(1000, "unreachable")
 
 
 def _check_redis() -> str:

@@ -25,7 +25,7 @@ Environment: DATABASE_URL, REDIS_URL (required), and optionally
   {LEASE_MS_ENV}  lease time to live in ms (default 5000): a dead
       leader's successor takes over within about this long
   {LEASE_KEY_ENV}  Redis key of the lease (default
-      promo-engine:scheduler:leader); give each program its own""")
+      PROMO_REDIS_PREFIX + ":scheduler:leader", one leader per program)""")
 @click.option("--embedded", is_flag=True, hidden=True,
               help="Started by `promo-engine serve`: without Redis, act alone; stop when "
                    "the server stops.")
