@@ -12,6 +12,14 @@ from .extensions import babel, csrf, limiter
 bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
+
+@bp.record_once
+def _register_converters(state) -> None:
+    """Before the blueprint's routes are added (they name these converters)."""
+    from .converters import CONVERTERS
+    state.app.url_map.converters.update(CONVERTERS)
+
+
 DEVELOPMENT_ENVS = ("development", "dev")
 
 
@@ -34,7 +42,9 @@ def init_portal(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url or "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Failed logins, per address and email, and per address across emails (spraying).
     app.config.setdefault("PORTAL_LOGIN_LIMIT", "5 per minute")
+    app.config.setdefault("PORTAL_LOGIN_ADDRESS_LIMIT", "20 per 15 minutes")
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES",
                           os.path.join(os.path.dirname(__file__), "translations"))
@@ -43,3 +53,4 @@ def init_portal(app: Flask) -> None:
     babel.init_app(app, locale_selector=i18n.select_locale)
     from . import errors, views  # noqa: F401  (routes and handlers on `bp`)
     app.register_blueprint(bp)
+    app.extensions["portal_error_page"] = errors.error_page

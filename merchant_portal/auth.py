@@ -8,8 +8,9 @@ the cookie is refused too.
 from __future__ import annotations
 
 import functools
+import re
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 from flask import abort, g, redirect, request, session, url_for
 
@@ -40,6 +41,7 @@ def start_session(user: PortalLogin) -> None:
         session["lang"] = lang
     session.permanent = True
     g.portal_user = user
+    g.portal_session_started = True
 
 
 def end_session() -> None:
@@ -50,12 +52,33 @@ def end_session() -> None:
     g.portal_user = None
 
 
+def forget_failed_sign_in(response):
+    """A request that signed someone in and then failed (5xx) must not hand out the new
+    session: the client was never told it succeeded."""
+    if response.status_code >= 500 and g.get("portal_session_started"):
+        end_session()
+    return response
+
+
+# RFC 3986's characters of a path and query: no space, control character, backslash,
+# quote or non-ASCII letter that a browser or a header could read differently.
+URL_CHARACTERS = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{1,2000}")
+PORTAL_PATH = "/portal/"
+
+
 def safe_next(target: str | None) -> str | None:
-    """Only a path inside the portal: never another site."""
-    if not target:
+    """Only a clean path inside the portal: never another site (`//host`, `/\\host`, a
+    scheme), a way out of /portal/ (`..`), nor a header break (CR, LF)."""
+    if not isinstance(target, str) or not target.startswith(PORTAL_PATH) \
+            or not URL_CHARACTERS.fullmatch(target) or "//" in target:
         return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/portal/") or "\\" in target:
+    # Browsers read %2e%2e as `..`, and servers or proxies on the way may decode more:
+    # judge the decoded path too.
+    path = unquote(target.split("?", 1)[0])
+    if "//" in path or "\\" in path or any(not char.isprintable() or char.isspace()
+                                            for char in path):
+        return None
+    if any(segment in (".", "..") for segment in path.split("/")):
         return None
     return target
 

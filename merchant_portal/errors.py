@@ -13,7 +13,7 @@ TITLES = {
     403: _l("You cannot do that."),
     404: _l("There is nothing here."),
     405: _l("That is not allowed here."),
-    429: _l("Too many attempts. Wait a minute and try again."),
+    429: _l("Too many attempts. Wait a few minutes and try again."),
     500: _l("Something went wrong on our side. Please try again."),
     503: _l("The service is briefly unavailable. Please try again."),
 }
@@ -21,6 +21,13 @@ TITLES = {
 
 def _page(code: int, message: str):
     return render_template("error.html", code=code, message=message), code
+
+
+def error_page(code: int):
+    """The page for an error no portal view handled (the API's handlers call it for portal
+    URLs): an unknown URL, a failed backing service, a bug."""
+    title = TITLES.get(code) or (TITLES[500] if code >= 500 else TITLES[400])
+    return _page(code, str(title))
 
 
 @bp.errorhandler(CSRFError)

@@ -4,11 +4,19 @@ from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_wtf import CSRFProtect
 
+from promo_engine.api.auth_failures import address_key
+
+
+def client_address() -> str:
+    """The address logins are counted under: the same as for failed API authentications
+    (an IPv6 address as its /64, which one host usually has whole)."""
+    return address_key(request.remote_addr)
+
 
 def login_key() -> str:
     """Login attempts are counted per client address and email together."""
     email = (request.form.get("email") or "").strip().lower()[:254]
-    return f"{request.remote_addr or '-'}|{email}"
+    return f"{client_address()}|{email}"
 
 
 csrf = CSRFProtect()

@@ -12,6 +12,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from promo_engine import money
+from promo_engine.api.errors import is_portal_request
 from promo_engine.app import promo_service
 from promo_engine.campaign_usage import current_usage
 from promo_engine.extensions import db
@@ -20,8 +21,9 @@ from promo_engine.models import CampaignRecord
 
 from . import bp, i18n
 from .accounts import authenticate, end_sessions
-from .auth import current_user, end_session, login_required, safe_next, start_session
-from .extensions import csrf, limiter
+from .auth import (current_user, end_session, forget_failed_sign_in, login_required, safe_next,
+                   start_session)
+from .extensions import client_address, csrf, limiter
 from .forms import (LoginForm, OfferForm, ReasonForm, RejectForm,
                     document_from_form, errors_by_field, form_data_from_document)
 from .models import (ADMIN, APPROVED, DRAFT, MERCHANT, OFFER_STATES, PENDING, REJECTED,
@@ -37,6 +39,9 @@ from .scoping import offer_or_404, offers_for, own_offer_or_404
 def protect_forms():
     if request.method == "POST":
         csrf.protect()
+        # No portal form has a use for NUL, and PostgreSQL text cannot store it.
+        if any("\x00" in value for _, value in request.form.items(multi=True)):
+            abort(400)
 
 
 @bp.after_request
@@ -54,9 +59,13 @@ def security_headers(response):
     return response
 
 
+bp.after_request(forget_failed_sign_in)
+
+
 @bp.app_context_processor
 def portal_globals():
-    if not request.blueprint == "portal":
+    # Portal pages: its views' and the error pages of portal URLs no view matched.
+    if request.blueprint != "portal" and not is_portal_request():
         return {}
     return {"current_user": current_user(), "html_lang": i18n.html_lang(),
             "language": i18n.language(),
@@ -102,15 +111,17 @@ def _login_failed(response) -> bool:
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["PORTAL_LOGIN_LIMIT"], methods=["POST"],
                deduct_when=_login_failed)
+@limiter.limit(lambda: current_app.config["PORTAL_LOGIN_ADDRESS_LIMIT"], methods=["POST"],
+               key_func=client_address, deduct_when=_login_failed)
 def login():
     form = LoginForm()
     if form.validate_on_submit():
         user = authenticate(form.email.data, form.password.data)
         if user is not None:
+            response = redirect(safe_next(request.args.get("next")) or url_for("portal.index"))
             start_session(user)
             flash(_("Welcome, %(email)s.", email=user.email), "success")
-            target = safe_next(request.args.get("next"))
-            return redirect(target or url_for("portal.index"))
+            return response
         flash(_("Email or password is incorrect."), "error")
         return render_template("login.html", form=form), 401
     if request.method == "GET" and current_user() is not None:
@@ -139,7 +150,10 @@ def switch_language(code: str):
 
 
 def _same_site_path(url: str) -> str | None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
     if parts.netloc and parts.netloc != request.host:
         return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
@@ -211,7 +225,7 @@ def new_offer(user):
                            general_errors=general), status
 
 
-@bp.get("/offers/<int:offer_id>")
+@bp.get("/offers/<row_id:offer_id>")
 @login_required()
 def offer(user, offer_id: int):
     found = offer_or_404(user, offer_id)
@@ -219,7 +233,7 @@ def offer(user, offer_id: int):
     return render_template("offers/detail.html", **view)
 
 
-@bp.route("/offers/<int:offer_id>/edit", methods=["GET", "POST"])
+@bp.route("/offers/<row_id:offer_id>/edit", methods=["GET", "POST"])
 @login_required(MERCHANT)
 def edit_offer(user, offer_id: int):
     found = own_offer_or_404(user, offer_id)
@@ -252,7 +266,7 @@ def _act(offer_id: int, action, success: str):
     return redirect(url_for("portal.offer", offer_id=offer_id))
 
 
-@bp.post("/offers/<int:offer_id>/submit")
+@bp.post("/offers/<row_id:offer_id>/submit")
 @login_required(MERCHANT)
 def submit(user, offer_id: int):
     found = own_offer_or_404(user, offer_id)
@@ -260,7 +274,7 @@ def submit(user, offer_id: int):
                 _("Sent for approval. The bank will review it."))
 
 
-@bp.post("/offers/<int:offer_id>/pause")
+@bp.post("/offers/<row_id:offer_id>/pause")
 @login_required(MERCHANT)
 def pause(user, offer_id: int):
     found = own_offer_or_404(user, offer_id)
@@ -273,7 +287,7 @@ def pause(user, offer_id: int):
                 _("Offer paused. It gives no rewards until you resume it."))
 
 
-@bp.post("/offers/<int:offer_id>/resume")
+@bp.post("/offers/<row_id:offer_id>/resume")
 @login_required(MERCHANT)
 def resume(user, offer_id: int):
     found = own_offer_or_404(user, offer_id)
@@ -284,7 +298,7 @@ def resume(user, offer_id: int):
                 _("Offer resumed."))
 
 
-@bp.post("/offers/<int:offer_id>/duplicate")
+@bp.post("/offers/<row_id:offer_id>/duplicate")
 @login_required(MERCHANT)
 def duplicate(user, offer_id: int):
     found = own_offer_or_404(user, offer_id)
@@ -295,7 +309,7 @@ def duplicate(user, offer_id: int):
 
 # --- results ---------------------------------------------------------------------------------
 
-@bp.get("/offers/<int:offer_id>/results")
+@bp.get("/offers/<row_id:offer_id>/results")
 @login_required()
 def results(user, offer_id: int):
     found = offer_or_404(user, offer_id)
@@ -308,7 +322,7 @@ def results(user, offer_id: int):
                            chart=Markup(svg))
 
 
-@bp.get("/offers/<int:offer_id>/results.csv")
+@bp.get("/offers/<row_id:offer_id>/results.csv")
 @login_required()
 def results_csv(user, offer_id: int):
     found = offer_or_404(user, offer_id)
@@ -353,7 +367,7 @@ def admin_offers(user):
                            merchants=merchants, reject_form=RejectForm())
 
 
-@bp.post("/admin/offers/<int:offer_id>/approve")
+@bp.post("/admin/offers/<row_id:offer_id>/approve")
 @login_required(ADMIN)
 def admin_approve(user, offer_id: int):
     found = offer_or_404(user, offer_id)
@@ -367,7 +381,7 @@ def admin_approve(user, offer_id: int):
     return redirect(url_for("portal.admin_offers", state=PENDING))
 
 
-@bp.post("/admin/offers/<int:offer_id>/reject")
+@bp.post("/admin/offers/<row_id:offer_id>/reject")
 @login_required(ADMIN)
 def admin_reject(user, offer_id: int):
     found = offer_or_404(user, offer_id)
@@ -384,7 +398,7 @@ def admin_reject(user, offer_id: int):
     return redirect(url_for("portal.admin_offers", state=PENDING))
 
 
-@bp.post("/admin/campaigns/<campaign_id>/pause")
+@bp.post("/admin/campaigns/<campaign_id:campaign_id>/pause")
 @login_required(ADMIN)
 def admin_pause(user, campaign_id: str):
     if db.session.get(CampaignRecord, campaign_id) is None:
@@ -400,7 +414,7 @@ def admin_pause(user, campaign_id: str):
     return redirect(url_for("portal.admin_campaigns"))
 
 
-@bp.post("/admin/campaigns/<campaign_id>/resume")
+@bp.post("/admin/campaigns/<campaign_id:campaign_id>/resume")
 @login_required(ADMIN)
 def admin_resume(user, campaign_id: str):
     if db.session.get(CampaignRecord, campaign_id) is None:

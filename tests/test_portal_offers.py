@@ -256,4 +256,5 @@ def test_no_form_input_gives_a_server_error(app, merchant_a):
             for value in NASTY:
                 data = {**OFFER, "type": kind, field: value, "csrf_token": token}
                 response = merchant_a.client.post("/portal/offers/new", data=data)
-                assert response.status_code in (302, 422), (kind, field, value)
+                expected = (400,) if "\x00" in value else (302, 422)  # no form takes NUL
+                assert response.status_code in expected, (kind, field, value)
