@@ -13,7 +13,7 @@ the same command line (`--workers`, `--threads`, `--host`, `--port`). Rather tha
 those settings, `serve` below runs `promo-engine serve`'s own command with the application
 swapped for this one (and without its schema migration and scheduler), so a change to the
 server's configuration moves the floor with it. The database engine gets the same options
-as the app's (`promo_engine.database.engine_options`, e.g. the PostgreSQL pool).
+as the app's (`promo_engine.ledger.database.engine_options`, e.g. the PostgreSQL pool).
 
     DATABASE_URL=postgresql://postgres@127.0.0.1/db SECRET_KEY=... \\
         .venv/bin/python bench/bare_app.py init                  # creates the table
@@ -34,12 +34,12 @@ if str(ROOT) not in sys.path:  # runnable as `python bench/bare_app.py` from any
 
 from flask import Flask, jsonify, request  # noqa: E402
 from flask_sqlalchemy import SQLAlchemy  # noqa: E402
-from sqlalchemy import (BigInteger, Column, DateTime, Identity, MetaData, String, Table,  # noqa: E402
-                        Text, create_engine, insert)
+from sqlalchemy import (BigInteger, Column, DateTime, Identity, MetaData, String,  # noqa: E402
+                        Table, Text, create_engine, insert)
 from sqlalchemy.exc import IntegrityError  # noqa: E402
 
-from promo_engine.app import MAX_BODY_BYTES  # noqa: E402
-from promo_engine.database import configure_engine, engine_options  # noqa: E402
+from promo_engine.config import MAX_BODY_BYTES  # noqa: E402
+from promo_engine.ledger.database import configure_engine, engine_options  # noqa: E402
 
 PATH = "/bare/events"
 TABLE = "bench_bare_events"

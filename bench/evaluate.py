@@ -44,8 +44,9 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from datetime import time as time_of_day
+from datetime import timedelta, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -55,12 +56,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python bench/evaluate.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from promo_engine.campaign import Campaign, Conditions, Window  # noqa: E402
-from promo_engine.campaign_type import UserState  # noqa: E402
-from promo_engine.engine import Decision, RulesEngine  # noqa: E402
-from promo_engine.event import PAYMENT, Event  # noqa: E402
-from promo_engine.money import quantum  # noqa: E402
-from promo_engine.registry import build_registry, get_plugin_manager  # noqa: E402
+from promo_engine.core.campaign import Campaign, Conditions, Window  # noqa: E402
+from promo_engine.core.campaign_type import UserState  # noqa: E402
+from promo_engine.core.engine import Decision, RulesEngine  # noqa: E402
+from promo_engine.core.event import PAYMENT, Event  # noqa: E402
+from promo_engine.core.money import quantum  # noqa: E402
+from promo_engine.core.registry import build_registry, get_plugin_manager  # noqa: E402
 
 CURRENCY = "CNY"
 POINTS_PER_UNIT = Decimal(1)

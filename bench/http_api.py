@@ -15,7 +15,7 @@ At every concurrency three endpoints are driven in turn, the same way:
 * GET /healthz: no signature, no database. The cost of HTTP, gunicorn and Flask alone.
 * POST /v1/quote: signature check, validation, the user's counters read, the campaigns
   evaluated; nothing written.
-* POST /v1/events: the same plus the write path (ledger.py): one BEGIN IMMEDIATE
+* POST /v1/events: the same plus the write path (ledger/recorder.py): one BEGIN IMMEDIATE
   transaction per event with the idempotency row, the user row, the guarded campaign
   updates, the usage counters, the reward rows and the stored response, committed.
 

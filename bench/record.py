@@ -45,9 +45,8 @@ if str(ROOT) not in sys.path:  # runnable as `python bench/record.py` from anywh
 
 from bench import bare_app  # noqa: E402
 from bench.load import (PG_ADMIN_URL, REDIS_URL, SECRET_KEY, ZONE, Database,  # noqa: E402
-                        campaign_yaml, cleanup_redis, cli_command, connect_services,
-                        payment_body, redis_prefix, run_cli, spread_campaign,
-                        spread_merchant)
+                        campaign_yaml, cleanup_redis, cli_command, connect_services, payment_body,
+                        redis_prefix, run_cli, spread_campaign, spread_merchant)
 
 CLIENT_ID = "bench-record"
 ROUNDS, PER_ROUND = 10, 500
@@ -102,12 +101,12 @@ class StepClock:
 
 def event_steps(clock: StepClock) -> None:
     """The steps of an event on PostgreSQL with Redis, none inside another."""
-    from promo_engine import recording
-    from promo_engine.engine import RulesEngine
-    from promo_engine.event_writes import PostgresEventWrites
-    from promo_engine.ledger import Ledger
-    from promo_engine.replay_cache import ReplayCache
-    from promo_engine.reservations import Reservations
+    from promo_engine.api import recording
+    from promo_engine.coordination.replay_cache import ReplayCache
+    from promo_engine.coordination.reservations import Reservations
+    from promo_engine.core.engine import RulesEngine
+    from promo_engine.ledger.event_writes import PostgresEventWrites
+    from promo_engine.ledger.recorder import Ledger
     clock.wrap(recording, "validated_event", "validate the body")
     clock.wrap(recording, "canonical_body_hash", "hash the body")
     clock.wrap(ReplayCache, "get", "replay lookup (Redis)")
@@ -165,11 +164,12 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
     redis_client.set(f"{prefix}:epoch", 0)
     os.environ.update(env)
 
-    from promo_engine.app import create_app, promo_service
+    from promo_engine.api.recording import record_event_body
+    from promo_engine.app import create_app
     from promo_engine.config import Settings
-    from promo_engine.extensions import db
-    from promo_engine.recording import record_event_body
-    from promo_engine.reservations import NotReady
+    from promo_engine.coordination.reservations import NotReady
+    from promo_engine.ledger.extensions import db
+    from promo_engine.service import promo_service
 
     app = create_app(Settings.from_env())
     floor_app = bare_app.create_app(database.url)

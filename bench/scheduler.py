@@ -122,10 +122,10 @@ def drop_database(url: str) -> None:
 
 
 def apply(app, documents: list[dict]) -> float:
-    from promo_engine.app import promo_service
-    from promo_engine.campaign_files import LoadedCampaign
-    from promo_engine.campaign_schema import canonical_spec, load_campaign
-    from promo_engine.campaign_store import apply_campaigns
+    from promo_engine.campaigns.files import LoadedCampaign
+    from promo_engine.campaigns.schema import canonical_spec, load_campaign
+    from promo_engine.campaigns.store import apply_campaigns
+    from promo_engine.service import promo_service
     started = time.perf_counter()
     with app.app_context():
         service = promo_service(app)
@@ -145,8 +145,8 @@ def baseline_startup(app, count: int) -> tuple[float, float]:
     from apscheduler.triggers.date import DateTrigger
     from sqlalchemy import select
 
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
     started = time.perf_counter()
     with app.app_context():
         rows = db.session.execute(select(CampaignRecord.id, CampaignRecord.status,
@@ -200,7 +200,7 @@ class TimedScheduler:
 
     @staticmethod
     def build(app, pm, lease):
-        from promo_engine.scheduler import CampaignScheduler
+        from promo_engine.campaigns.scheduler import CampaignScheduler
 
         class Timed(CampaignScheduler):
             committed: dict[tuple[str, str], float] = {}
@@ -241,10 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lead = args.lead if args.lead is not None else max(15.0, 3.0 * args.campaigns / 1000)
 
     from promo_engine.app import create_app
+    from promo_engine.campaigns.scheduler import LeaseSettings, redis_lease
     from promo_engine.config import Settings
-    from promo_engine.registry import build_registry, get_plugin_manager
-    from promo_engine.schema import upgrade
-    from promo_engine.scheduler import LeaseSettings, redis_lease
+    from promo_engine.core.registry import build_registry, get_plugin_manager
+    from promo_engine.ledger.schema import upgrade
 
     print(f"Campaign scheduler: {args.campaigns:,} campaigns, starts staggered over "
           f"{args.span:.0f} s (a fifth at one instant), each open 5-30 s; PostgreSQL + Redis")
@@ -312,8 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from sqlalchemy import func, select
 
-        from promo_engine.extensions import db
-        from promo_engine.models import CampaignAudit, CampaignRecord
+        from promo_engine.ledger.extensions import db
+        from promo_engine.ledger.models import CampaignAudit, CampaignRecord
         with app.app_context():
             audits = db.session.execute(
                 select(CampaignAudit.campaign_id, CampaignAudit.from_status,

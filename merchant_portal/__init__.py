@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from flask import Blueprint, Flask
 
-from .extensions import babel, csrf, limiter
+from merchant_portal.extensions import babel, csrf, limiter
 
 bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -16,7 +16,7 @@ bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templa
 @bp.record_once
 def _register_converters(state) -> None:
     """Before the blueprint's routes are added (they name these converters)."""
-    from .converters import CONVERTERS
+    from merchant_portal.converters import CONVERTERS
     state.app.url_map.converters.update(CONVERTERS)
 
 
@@ -28,7 +28,7 @@ def is_development(app: Flask) -> bool:
 
 
 def init_portal(app: Flask) -> None:
-    from . import i18n
+    from merchant_portal import i18n
     settings = app.config["PROMO_SETTINGS"]
     # The session cookie is the portal's alone (the API signs requests instead).
     app.config.update(
@@ -51,6 +51,6 @@ def init_portal(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
-    from . import errors, views  # noqa: F401  (routes and handlers on `bp`)
+    from merchant_portal import errors, views  # noqa: F401  (routes and handlers on `bp`)
     app.register_blueprint(bp)
     app.extensions["portal_error_page"] = errors.error_page

@@ -13,12 +13,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
-from promo_engine.campaign_schema import MERCHANT_ID_PATTERN
-from promo_engine.database import run_in_transaction
-from promo_engine.extensions import db
-from promo_engine.models import utcnow
-
-from .models import ADMIN, MERCHANT, Merchant, PortalLogin
+from merchant_portal.models import ADMIN, MERCHANT, Merchant, PortalLogin
+from promo_engine.campaigns.schema import MERCHANT_ID_PATTERN
+from promo_engine.ledger.database import run_in_transaction
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import utcnow
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
 _DUMMY_HASH = HASHER.hash("not a password anyone has")

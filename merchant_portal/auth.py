@@ -14,9 +14,8 @@ from urllib.parse import unquote
 
 from flask import abort, g, redirect, request, session, url_for
 
-from promo_engine.extensions import db
-
-from .models import PortalLogin
+from merchant_portal.models import PortalLogin
+from promo_engine.ledger.extensions import db
 
 
 def current_user() -> PortalLogin | None:

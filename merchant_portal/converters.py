@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from werkzeug.routing import BaseConverter, ValidationError
 
-from promo_engine.campaign_schema import ID_PATTERN
+from promo_engine.campaigns.schema import ID_PATTERN
 
 BIGINT_MAX = 2**63 - 1
 

@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
-from . import bp
+from merchant_portal import bp
 
 TITLES = {
     400: _l("The request could not be understood."),

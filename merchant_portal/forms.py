@@ -1,5 +1,5 @@
 """The portal's forms. The offer form only carries values: what is a valid offer is decided
-by `promo_engine.campaign_schema.load_campaign`, the same schema as YAML campaigns, and its
+by `promo_engine.campaigns.schema.load_campaign`, the same schema as YAML campaigns, and its
 error paths are mapped back onto the form's fields here."""
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import Mapping
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (PasswordField, SelectField, SelectMultipleField, StringField,
-                     TextAreaField)
+from wtforms import PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .schema_messages import in_portal_language
+from merchant_portal.schema_messages import in_portal_language
 
 try:  # WTForms 3.3 takes SelectChoice objects and deprecates (value, label) tuples
     from wtforms.fields.choices import SelectChoice as _SelectChoice

@@ -14,7 +14,7 @@ from babel.numbers import format_currency, format_decimal
 from flask import request, session
 from flask_babel import get_locale
 
-from promo_engine import money
+from promo_engine.core import money
 
 LANGUAGES = {"en": "en", "zh": "zh_Hans"}  # code in URLs -> babel locale
 HTML_LANG = {"en": "en", "zh": "zh-Hans"}

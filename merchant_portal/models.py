@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, JSON, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from promo_engine.extensions import db
-from promo_engine.models import BigId, UTCDateTime, utcnow
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import BigId, UTCDateTime, utcnow
 
 MERCHANT, ADMIN = "merchant", "admin"
 DRAFT, PENDING, APPROVED, REJECTED = "draft", "pending", "approved", "rejected"

@@ -14,17 +14,16 @@ from datetime import datetime
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from promo_engine.app import promo_service
-from promo_engine.campaign_schema import (CampaignInvalid, canonical_spec, flatten_messages,
-                                          load_campaign, spec_hash)
-from promo_engine.campaign_store import ApplyError, _refuse_unit_change
-from promo_engine.database import run_in_transaction
-from promo_engine.extensions import db
-from promo_engine.lifecycle import (OPEN, PAUSED, RETIRED, SCHEDULED, bump_revision,
-                                    record_audit, resume, status_at, transition)
-from promo_engine.models import CampaignRecord, CampaignUsage, utcnow
-
-from .models import APPROVED, DRAFT, PENDING, REJECTED, MerchantOffer, PortalLogin
+from merchant_portal.models import APPROVED, DRAFT, PENDING, REJECTED, MerchantOffer, PortalLogin
+from promo_engine.campaigns.lifecycle import (OPEN, PAUSED, RETIRED, SCHEDULED, bump_revision,
+                                              record_audit, resume, status_at, transition)
+from promo_engine.campaigns.schema import (CampaignInvalid, canonical_spec, flatten_messages,
+                                           load_campaign, spec_hash)
+from promo_engine.campaigns.store import ApplyError, _refuse_unit_change
+from promo_engine.ledger.database import run_in_transaction
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import CampaignRecord, CampaignUsage, utcnow
+from promo_engine.service import promo_service
 
 SOURCE_PORTAL = "portal"
 PAUSABLE = (SCHEDULED, OPEN)

@@ -16,8 +16,8 @@ import pygal
 from pygal.style import Style
 from sqlalchemy import case, distinct, func, select
 
-from promo_engine.extensions import db
-from promo_engine.models import RewardRecord
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import RewardRecord
 
 
 @dataclass(frozen=True)

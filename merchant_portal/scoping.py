@@ -8,9 +8,8 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import Select, select
 
-from promo_engine.extensions import db
-
-from .models import MerchantOffer, PortalLogin
+from merchant_portal.models import MerchantOffer, PortalLogin
+from promo_engine.ledger.extensions import db
 
 
 def offers_for(user: PortalLogin) -> Select:

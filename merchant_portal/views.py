@@ -5,34 +5,33 @@ from __future__ import annotations
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from flask import (Response, abort, current_app, flash, redirect, render_template, request,
-                   session, url_for)
+from flask import (Response, abort, current_app, flash, redirect, render_template, request, session,
+                   url_for)
 from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import select
 
-from promo_engine import money
+from merchant_portal import bp, i18n
+from merchant_portal.accounts import authenticate, end_sessions
+from merchant_portal.auth import (current_user, end_session, forget_failed_sign_in, login_required,
+                                  safe_next, start_session)
+from merchant_portal.extensions import client_address, csrf, limiter
+from merchant_portal.forms import (LoginForm, OfferForm, ReasonForm, RejectForm, document_from_form,
+                                   errors_by_field, form_data_from_document)
+from merchant_portal.models import (ADMIN, APPROVED, DRAFT, MERCHANT, OFFER_STATES, PENDING,
+                                    REJECTED, Merchant, MerchantOffer)
+from merchant_portal.offers import (PAUSABLE, OfferRefused, approve_offer, create_offer,
+                                    duplicate_offer, live_campaign, pause_campaign, reject_offer,
+                                    resume_campaign, submit_offer, update_offer)
+from merchant_portal.results import chart_svg, csv_text, results_for
+from merchant_portal.scoping import offer_or_404, offers_for, own_offer_or_404
 from promo_engine.api.errors import is_portal_request
-from promo_engine.app import promo_service
-from promo_engine.campaign_usage import current_usage
-from promo_engine.extensions import db
-from promo_engine.lifecycle import PAUSED
-from promo_engine.models import CampaignRecord
-
-from . import bp, i18n
-from .accounts import authenticate, end_sessions
-from .auth import (current_user, end_session, forget_failed_sign_in, login_required, safe_next,
-                   start_session)
-from .extensions import client_address, csrf, limiter
-from .forms import (LoginForm, OfferForm, ReasonForm, RejectForm,
-                    document_from_form, errors_by_field, form_data_from_document)
-from .models import (ADMIN, APPROVED, DRAFT, MERCHANT, OFFER_STATES, PENDING, REJECTED,
-                     Merchant, MerchantOffer)
-from .offers import (PAUSABLE, OfferRefused, approve_offer, create_offer,
-                     duplicate_offer, live_campaign, pause_campaign, reject_offer,
-                     resume_campaign, submit_offer, update_offer)
-from .results import chart_svg, csv_text, results_for
-from .scoping import offer_or_404, offers_for, own_offer_or_404
+from promo_engine.campaigns.lifecycle import PAUSED
+from promo_engine.core import money
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import CampaignRecord
+from promo_engine.ledger.usage import current_usage
+from promo_engine.service import promo_service
 
 
 @bp.before_request

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .config import Settings
-from .database import configure_engine, engine_options
-from .extensions import db
-
-MAX_BODY_BYTES = 64 * 1024
+from promo_engine.config import MAX_BODY_BYTES, Settings
+from promo_engine.ledger.database import configure_engine, engine_options
+from promo_engine.ledger.extensions import db
 
 
 def create_app(settings: Settings | None = None, *, test_config: dict | None = None,
                registry=None) -> Flask:
     """Defaults, then the environment (`settings`), then `test_config`."""
-    from .api import bp as api_bp
-    from .metrics import init_metrics
-    from .registry import build_registry
-    from .service import PromoService
+    from promo_engine.api import bp as api_bp
+    from promo_engine.core.registry import build_registry
+    from promo_engine.metrics import init_metrics
+    from promo_engine.service import PromoService
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -45,13 +43,13 @@ def create_app(settings: Settings | None = None, *, test_config: dict | None = N
     service.on_engine_loaded = lambda engine: app_metrics.open_campaigns.set(len(engine))
     app.extensions["promo"] = service
     if settings.api_rate_limit:
-        from .api.rate_limit import client_rate_limit
+        from promo_engine.api.rate_limit import client_rate_limit
         app.extensions["promo_rate_limit"] = client_rate_limit(
             settings.api_rate_limit, service.redis, settings.redis_prefix)
     if service.publisher is not None:
         from sqlalchemy.orm import Session
 
-        from .broadcast import publish_after_commit
+        from promo_engine.coordination.broadcast import publish_after_commit
         publish_after_commit(Session, _current_publisher)
     app.register_blueprint(api_bp)
     from merchant_portal import init_portal
@@ -65,8 +63,3 @@ def _current_publisher():
         return None
     service = current_app.extensions.get("promo")
     return service.publisher if service is not None else None
-
-
-def promo_service(app: Flask | None = None):
-    from flask import current_app
-    return (app or current_app).extensions["promo"]

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from .api.auth import sign_request
+from promo_engine.api.auth import sign_request
 
 
 @dataclass

@@ -12,9 +12,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .money import MINOR_DIGITS
+from promo_engine.core.money import MINOR_DIGITS
 
 SECRET_FILE = ".promo-engine-secret"
+MAX_BODY_BYTES = 64 * 1024  # an event, a quote or a stream message: larger gets 413
 REDIS_PREFIX_ENV = "PROMO_REDIS_PREFIX"
 DEFAULT_REDIS_PREFIX = "{promo}"
 

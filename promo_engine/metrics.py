@@ -45,7 +45,7 @@ class Metrics:
                                        registry=r)
         self.open_campaigns = Gauge("promo_open_campaigns", "Campaigns open now",
                                     registry=r, multiprocess_mode="mostrecent")
-        # `promo-engine consume` (stream ingestion, see consumer.py)
+        # `promo-engine consume` (stream ingestion, see consumer/stream.py)
         self.stream_messages = Counter(
             "promo_stream_messages_total",
             "Stream messages acknowledged, by outcome: recorded, replayed, dead_lettered, "

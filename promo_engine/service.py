@@ -13,11 +13,11 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from .campaign import Campaign
-from .config import Settings
-from .engine import RulesEngine
-from .ledger import Ledger
-from .registry import Registry
+from promo_engine.config import Settings
+from promo_engine.core.campaign import Campaign
+from promo_engine.core.engine import RulesEngine
+from promo_engine.core.registry import Registry
+from promo_engine.ledger.recorder import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,11 @@ class PromoService:
         self.listener = None
         replays = None
         if settings.redis_url:
-            from .broadcast import Listener, Publisher, campaigns_channel, clients_channel
-            from .counter_epochs import judge_epoch
-            from .replay_cache import ReplayCache
-            from .reservations import Reservations, connect
+            from promo_engine.coordination.broadcast import (Listener, Publisher, campaigns_channel,
+                                                             clients_channel)
+            from promo_engine.coordination.replay_cache import ReplayCache
+            from promo_engine.coordination.reservations import Reservations, connect
+            from promo_engine.ledger.counter_epochs import judge_epoch
             self.redis = connect(settings.redis_url)
             self.reservations = Reservations(
                 self.redis, prefix=settings.redis_prefix, ttl_ms=settings.reservation_ttl_ms,
@@ -62,9 +63,9 @@ class PromoService:
         # because its plugin raised or is not installed.
         self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
         self.on_engine_loaded: Callable[[RulesEngine], None] | None = None
-        # Called when another process created or revoked an API client (api_clients.py).
+        # Called when another process created or revoked an API client (ledger/api_clients.py).
         self.on_clients_changed: Callable[[], None] = lambda: None
-        self.request_schemas: dict = {}  # request schemas of the API and consumer (recording.py)
+        self.request_schemas: dict = {}  # request schemas of the API and consumer (api/recording.py)
         self._engine: RulesEngine | None = None
         self._revision: int | None = None
         self._checked_at = float("-inf")
@@ -104,7 +105,7 @@ class PromoService:
         """Why events that reserve budget would be refused now (a NotReady), or None; with
         Redis only. Does what the first such event would: begins a new prefix's epoch and
         builds missing counters, so that a deployment is ready as soon as it can be."""
-        from .reservations import NotReady
+        from promo_engine.coordination.reservations import NotReady
         if self.reservations is None:
             return None
         campaign_ids = list(self.engine().campaigns)
@@ -130,8 +131,8 @@ class PromoService:
         self._checked_at = float("-inf")
 
     def _refresh(self) -> None:
-        from . import campaign_store
-        from .extensions import db
+        from promo_engine.campaigns import store as campaign_store
+        from promo_engine.ledger.extensions import db
         revision = campaign_store.campaigns_revision()
         if revision != self._revision or self._engine is None:
             campaigns = campaign_store.load_open_campaigns(
@@ -149,10 +150,16 @@ class PromoService:
         self._checked_at = time.monotonic()
 
 
+def promo_service(app=None) -> PromoService:
+    """The promo service of `app` (the current app by default)."""
+    from flask import current_app
+    return (app or current_app).extensions["promo"]
+
+
 def _read_program_id() -> str:
     """The program database's id, in a transaction of its own (it may have to be made):
     read before the first event's transaction begins (`Ledger.record`)."""
-    from .database import run_in_transaction
-    from .extensions import db
-    from .lifecycle import program_id
+    from promo_engine.ledger.database import run_in_transaction
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.program_state import program_id
     return run_in_transaction(db.session, lambda: program_id(db.session))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from .app import create_app
-from .config import ConfigError
+from promo_engine.app import create_app
+from promo_engine.config import ConfigError
 
 try:
     app = create_app()

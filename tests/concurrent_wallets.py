@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 def run_worker(database_url, key_id, secret, bodies, threads, barrier, results):
-    from conftest import make_settings
     from promo_engine.app import create_app
+
+    from conftest import make_settings
     from wallet import WalletClient
 
     app = create_app(make_settings(database_url))
@@ -30,7 +31,7 @@ def run_worker(database_url, key_id, secret, bodies, threads, barrier, results):
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results.put(list(pool.map(send, enumerate(bodies))))
     with app.app_context():
-        from promo_engine.extensions import db
+        from promo_engine.ledger.extensions import db
         db.engine.dispose()
 
 

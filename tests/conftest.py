@@ -72,7 +72,7 @@ def postgres_url():
 def shared_postgres_url():
     """One migrated PostgreSQL database for a whole module (creating one per test costs
     about 1 s); `reused_schema_url` empties it before each test."""
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
     name, url = _create_postgres_database()
     upgrade(url)
     yield url
@@ -82,7 +82,7 @@ def shared_postgres_url():
 @pytest.fixture(scope="module")
 def sqlite_template(tmp_path_factory):
     """A migrated SQLite database, copied for each test (migrating costs about 0.25 s)."""
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
     path = tmp_path_factory.mktemp("template") / "promo.db"
     upgrade(f"sqlite:///{path}")
     return path
@@ -99,7 +99,7 @@ def reused_schema_url(request, tmp_path) -> str:
     url = request.getfixturevalue("shared_postgres_url")
     from sqlalchemy import create_engine, text
 
-    from promo_engine.schema import target_metadata
+    from promo_engine.ledger.schema import target_metadata
     engine = create_engine(url)
     with engine.begin() as conn:
         for table in reversed(target_metadata().sorted_tables):
@@ -140,14 +140,14 @@ def settings(database_url):
 def running_app(settings, registry=None):
     """A migrated database and an app on it (with `registry`, e.g. extra plugins, if given)."""
     from promo_engine.app import create_app
-    from promo_engine.extensions import db
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.schema import upgrade
     upgrade(settings.database_url)
     app = create_app(settings, test_config={"TESTING": True}, registry=registry)
     try:
         yield app
     finally:
-        from promo_engine.app import promo_service
+        from promo_engine.service import promo_service
         promo_service(app).close()
         with app.app_context():
             db.session.remove()

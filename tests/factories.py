@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import RAISE, Schema, ValidationError
 
-from promo_engine.campaign import WEEKDAYS, Budget, Campaign, Conditions, Limits, Window
-from promo_engine.campaign_type import CampaignType, UserState
-from promo_engine.engine import CompiledCampaign, Decision, RulesEngine
-from promo_engine.event import ACTIVATION, PAYMENT, REFUND, Event
-from promo_engine.params import CURRENCY as PARAMS_CURRENCY
-from promo_engine.registry import Registry, build_registry, get_plugin_manager
-from promo_engine.rewards import Reward
+from promo_engine.core.campaign import WEEKDAYS, Budget, Campaign, Conditions, Limits, Window
+from promo_engine.core.campaign_type import CampaignType, UserState
+from promo_engine.core.engine import CompiledCampaign, Decision, RulesEngine
+from promo_engine.core.event import ACTIVATION, PAYMENT, REFUND, Event
+from promo_engine.core.params import CURRENCY as PARAMS_CURRENCY
+from promo_engine.core.registry import Registry, build_registry, get_plugin_manager
+from promo_engine.core.rewards import Reward
 
 UTC = timezone.utc
 SHANGHAI = "Asia/Shanghai"

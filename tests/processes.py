@@ -324,7 +324,7 @@ class PrivatePostgres:
 # -- what the ledger and Redis hold ---------------------------------------------------------
 
 class LedgerView:
-    """Plain SQL over the ledger tables (promo_engine/models.py), read independently of the
+    """Plain SQL over the ledger tables (promo_engine/ledger/models.py), read independently of the
     engine's own code."""
 
     def __init__(self, database_url: str):

@@ -6,12 +6,13 @@ from datetime import datetime, timezone
 
 import pytest
 
+from promo_engine import hookimpl
+from promo_engine.campaigns.lifecycle import PAUSED, RETIRED, transition
+from promo_engine.core.registry import build_registry, get_plugin_manager
+from promo_engine.service import RELOAD_INTERVAL_SECONDS
+
 from conftest import running_app
 from factories import PaymentPointsType
-from promo_engine import hookimpl
-from promo_engine.lifecycle import PAUSED, RETIRED, transition
-from promo_engine.registry import build_registry, get_plugin_manager
-from promo_engine.service import RELOAD_INTERVAL_SECONDS
 from wallet import OPEN_RANGE, install_campaigns, new_wallet_client
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
@@ -140,7 +141,7 @@ WELCOME = {
 
 
 def set_status(app, campaign_id: str, status: str) -> None:
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         assert transition(db.session, campaign_id, status, actor="cli:alice", reason="test",
                           now=NOW) is not None
@@ -163,8 +164,8 @@ def test_lists_the_open_campaigns_by_priority_with_local_times_and_summaries(wal
 
 
 def test_closed_paused_scheduled_and_retired_campaigns_are_not_listed(app, wallet):
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
     with app.app_context():
         statuses = dict(db.session.query(CampaignRecord.id, CampaignRecord.status))
     assert {statuses[i] for i in ("last-year", "next-decade", "on-hold", "withdrawn")} == {

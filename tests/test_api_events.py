@@ -108,8 +108,8 @@ def test_event_ids_are_per_client(app, wallet):
 @pytest.mark.parametrize("retry_after_ms, header", [(200, "1"), (1000, "1"), (1500, "2")])
 def test_budget_counters_being_rebuilt_answer_503_with_retry_after_in_whole_seconds(
         app, wallet, monkeypatch, retry_after_ms, header):
-    from promo_engine.app import promo_service
-    from promo_engine.reservations import NotReady
+    from promo_engine.coordination.reservations import NotReady
+    from promo_engine.service import promo_service
 
     def not_ready(**kwargs):
         raise NotReady(retry_after_ms)

@@ -37,10 +37,10 @@ def wallet(app, tmp_path):
 def usage(app, campaign_id):
     """(spent, redemptions) where the guard keeps them; with Redis, also checked against
     the database's rows once reconciliation has rebuilt them from the ledger."""
-    from promo_engine.app import promo_service
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage
-    from promo_engine.reconcile import reconcile
+    from promo_engine.campaigns.reconcile import reconcile
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage
+    from promo_engine.service import promo_service
     with app.app_context():
         reservations = promo_service(app).reservations
         if reservations is not None:

@@ -10,11 +10,12 @@ from cryptography.fernet import InvalidToken
 from flask import g, request
 from sqlalchemy import text
 
-from conftest import make_settings
 from promo_engine.api import auth
 from promo_engine.api.auth import sign_request
-from promo_engine.api_clients import (ApiClient, client_directory, create_client,
-                                      decrypt_secret, encrypt_secret, revoke_client)
+from promo_engine.ledger.api_clients import (ApiClient, client_directory, create_client,
+                                             decrypt_secret, encrypt_secret, revoke_client)
+
+from conftest import make_settings
 
 NOW = 1_800_000_000
 ECHO = "/v1/_test/echo"
@@ -248,7 +249,7 @@ def test_revocation_by_another_process_is_seen_within_a_second(client, app, api_
         client_directory().clock = lambda: now[0]
     assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
     with app.app_context():  # as `promo-engine clients revoke` would, elsewhere
-        from promo_engine.extensions import db
+        from promo_engine.ledger.extensions import db
         db.session.execute(text("UPDATE api_clients SET revoked_at = created_at "
                                 "WHERE key_id = :k"), {"k": key_id})
         db.session.commit()
@@ -265,7 +266,7 @@ def test_client_created_by_another_process_works_within_a_second(client, app, ap
         client_directory().clock = lambda: now[0]
     assert client.get(ECHO, headers=signed(key_id, secret)).status_code == 200
     with app.app_context():  # as `promo-engine clients create` would, elsewhere
-        from promo_engine.extensions import db
+        from promo_engine.ledger.extensions import db
         db.session.add(ApiClient(key_id="pk_elsewhere", name="other host",
                                  secret_ciphertext=encrypt_secret(
                                      "made-elsewhere", "test-secret-key-0123456789")))
@@ -283,7 +284,7 @@ def statements(app):
     """The SQL statements the app runs from now on."""
     from sqlalchemy import event
 
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     seen: list[str] = []
 
     def remember(conn, cursor, statement, *args):
@@ -341,7 +342,7 @@ def test_more_than_eight_signatures_are_refused(client, api_client):
 def test_secret_is_stored_encrypted(app, api_client):
     key_id, secret = api_client
     with app.app_context():
-        from promo_engine.extensions import db
+        from promo_engine.ledger.extensions import db
         row = db.session.execute(text("SELECT * FROM api_clients WHERE key_id = :k"),
                                  {"k": key_id}).mappings().one()
     stored = json.dumps({k: str(v) for k, v in row.items()})
@@ -352,7 +353,7 @@ def test_secret_is_stored_encrypted(app, api_client):
 def test_another_secret_key_cannot_decrypt_the_secret(app, api_client):
     key_id, _ = api_client
     with app.app_context():
-        from promo_engine.extensions import db
+        from promo_engine.ledger.extensions import db
         ciphertext = db.session.get(ApiClient, key_id).secret_ciphertext
     with pytest.raises(InvalidToken):
         decrypt_secret(ciphertext, "another-secret-key-0123456789")
@@ -370,7 +371,7 @@ def test_an_app_with_another_secret_key_rejects_the_client(settings, api_client,
         assert unauthorized(response) == "invalid key or signature"
     finally:
         with other.app_context():
-            from promo_engine.extensions import db
+            from promo_engine.ledger.extensions import db
             db.engine.dispose()
 
 
@@ -416,8 +417,9 @@ def test_revocation_and_new_clients_reach_another_worker_at_once_by_broadcast(
     """Two apps on one database and Redis, as two worker processes: the first reads the
     clients table only when told (its interval is an hour), and still sees at once a client
     that the second revokes or creates."""
+    from promo_engine.service import promo_service
+
     from conftest import make_redis_settings, running_app
-    from promo_engine.app import promo_service
     from wallet import WalletClient, new_wallet_client
     settings = make_redis_settings(database_url, redis_prefix)
     with running_app(settings) as worker, running_app(settings) as operator:
@@ -561,8 +563,9 @@ def test_failures_are_counted_in_redis_across_workers(database_url, redis_prefix
     """Two apps sharing Redis, as two worker processes: their failures add up. Each learns
     that the address is blocked from a failure of its own; requests that pass never touch
     the count."""
-    from conftest import make_redis_settings, running_app
     from promo_engine.api.auth_failures import auth_failure_limit
+
+    from conftest import make_redis_settings, running_app
     settings = make_redis_settings(database_url, redis_prefix, auth_failure_limit="3/minute")
     with running_app(settings) as first, running_app(settings) as second:
         clients = []

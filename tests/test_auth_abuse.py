@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from promo_engine.api.auth import signed_headers
+from promo_engine.ledger.api_clients import create_client, revoke_client
+
 from conftest import TEST_REDIS_URL, make_redis_settings, make_settings, running_app
 from processes import Processes, Server, run_cli, service_env, wait_until
-from promo_engine.api.auth import signed_headers
-from promo_engine.api_clients import create_client, revoke_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

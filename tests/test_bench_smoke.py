@@ -11,8 +11,9 @@ from decimal import Decimal
 
 import pytest
 
+from promo_engine.core.campaign_type import UserState
+
 from conftest import bench_script
-from promo_engine.campaign_type import UserState
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from promo_engine.campaign import Window
-from promo_engine.campaign_files import LoadedCampaign, Problem, load_paths
-from promo_engine.campaign_schema import canonical_spec
-from promo_engine.registry import build_registry, get_plugin_manager
+from promo_engine.campaigns.files import LoadedCampaign, Problem, load_paths
+from promo_engine.campaigns.schema import canonical_spec
+from promo_engine.core.campaign import Window
+from promo_engine.core.registry import build_registry, get_plugin_manager
 
 REPO = Path(__file__).resolve().parent.parent
 UTC = timezone.utc

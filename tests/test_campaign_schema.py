@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from promo_engine import params
-from promo_engine.campaign import Budget, Campaign, Conditions, Limits, Window
-from promo_engine.campaign_schema import (NULL_MESSAGE, CampaignInvalid, canonical_spec,
-                                          load_campaign, spec_hash)
-from promo_engine.registry import build_registry, get_plugin_manager
+from promo_engine.campaigns.schema import (NULL_MESSAGE, CampaignInvalid, canonical_spec,
+                                           load_campaign, spec_hash)
+from promo_engine.core import params
+from promo_engine.core.campaign import Budget, Campaign, Conditions, Limits, Window
+from promo_engine.core.registry import build_registry, get_plugin_manager
 
 UTC = timezone.utc
 

@@ -8,15 +8,16 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from promo_engine.campaigns import store as campaign_store
+from promo_engine.campaigns.files import LoadedCampaign
+from promo_engine.campaigns.schema import canonical_spec, load_campaign, spec_hash
+from promo_engine.campaigns.store import (ApplyError, ApplyReport, apply_campaigns,
+                                          campaigns_revision, load_open_campaigns)
+from promo_engine.core.registry import Registry, build_registry, get_plugin_manager
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import CampaignRecord, CampaignUsage, ProgramState
+
 from conftest import reused_schema_url
-from promo_engine import campaign_store
-from promo_engine.campaign_files import LoadedCampaign
-from promo_engine.campaign_schema import canonical_spec, load_campaign, spec_hash
-from promo_engine.campaign_store import (ApplyError, ApplyReport, apply_campaigns,
-                                         campaigns_revision, load_open_campaigns)
-from promo_engine.extensions import db
-from promo_engine.models import CampaignRecord, CampaignUsage, ProgramState
-from promo_engine.registry import Registry, build_registry, get_plugin_manager
 
 UTC = timezone.utc
 BEFORE = datetime(2027, 1, 1, tzinfo=UTC)
@@ -250,7 +251,7 @@ def test_open_campaign_whose_spec_no_longer_loads_is_skipped(ctx, make, registry
         campaign_types={name: t for name, t in registry.campaign_types.items()
                         if name != "holiday_discount"},
         event_types=registry.event_types)
-    with caplog.at_level(logging.ERROR, logger="promo_engine.campaign_store"):
+    with caplog.at_level(logging.ERROR, logger="promo_engine.campaigns.store"):
         campaigns = load_open_campaigns(registry=without_discounts, currency="CNY",
                                         default_timezone="Asia/Shanghai")
     assert [c.id for c in campaigns] == ["weekend-3x"]
@@ -260,9 +261,10 @@ def test_open_campaign_whose_spec_no_longer_loads_is_skipped(ctx, make, registry
 # --- lifecycle ------------------------------------------------------------------------------
 
 def test_type_or_budget_unit_of_a_used_campaign_cannot_change(app, tmp_path):
-    from promo_engine.campaign_store import ApplyError
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage
+    from promo_engine.campaigns.store import ApplyError
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage
+
     from wallet import OPEN_RANGE, install_campaigns
     install_campaigns(app, f"id: c1\ntype: holiday_discount\n{OPEN_RANGE}"
                            "budget: {amount: \"100.00\"}\nparams: {percent: 10}\n", tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from promo_engine.lifecycle import status_at
+from promo_engine.campaigns.lifecycle import status_at
 from promo_engine.cli import main
 
 REPO_CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_settings
-from promo_engine import schema
 from promo_engine.api.auth import signed_headers
 from promo_engine.cli import main
+from promo_engine.ledger import schema
+
+from conftest import make_settings
 
 SECRET_KEY = "test-secret-key-0123456789"
 ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
@@ -107,7 +108,7 @@ def test_created_client_can_sign_requests(run, database_url):
         assert response.status_code == 200
     finally:
         with app.app_context():
-            from promo_engine.extensions import db
+            from promo_engine.ledger.extensions import db
             db.engine.dispose()
 
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 import promo_engine.cli.campaigns as campaigns_cli
 from promo_engine.cli import main
 from promo_engine.service import RELOAD_INTERVAL_SECONDS
+
 from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 
 UTC = timezone.utc
@@ -130,8 +131,8 @@ def installed(app, tmp_path, run):
 def audit_rows(app, campaign_id: str) -> list[tuple]:
     from sqlalchemy import select
 
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignAudit
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignAudit
     with app.app_context():
         rows = db.session.scalars(select(CampaignAudit)
                                   .where(CampaignAudit.campaign_id == campaign_id)
@@ -142,8 +143,8 @@ def audit_rows(app, campaign_id: str) -> list[tuple]:
 
 
 def status(app, campaign_id: str) -> str:
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
     with app.app_context():
         value = db.session.get(CampaignRecord, campaign_id).status
         db.session.rollback()
@@ -151,8 +152,8 @@ def status(app, campaign_id: str) -> str:
 
 
 def revision(app) -> int:
-    from promo_engine.campaign_store import campaigns_revision
-    from promo_engine.extensions import db
+    from promo_engine.campaigns.store import campaigns_revision
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         value = campaigns_revision()
         db.session.rollback()

@@ -37,7 +37,7 @@ def fire(app, wallet, bodies: list[dict]) -> list[tuple[int, str]]:
 
 
 def count(app, statement):
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         return db.session.execute(statement).scalar_one()
 
@@ -52,7 +52,7 @@ def setup(app, tmp_path):
 
 @pytest.mark.slow
 def test_fifty_copies_of_one_event_give_one_set_of_rewards(app, setup):
-    from promo_engine.models import EventRecord, RewardRecord
+    from promo_engine.ledger.models import EventRecord, RewardRecord
     wallet = setup(f"""
 id: triple
 type: points_multiplier
@@ -69,7 +69,7 @@ type: points_multiplier
 
 @pytest.mark.slow
 def test_forty_payments_against_a_budget_for_ten_give_exactly_ten(app, setup):
-    from promo_engine.models import CampaignUsage, RewardRecord
+    from promo_engine.ledger.models import CampaignUsage, RewardRecord
     wallet = setup(f"""
 id: tenner
 type: holiday_discount

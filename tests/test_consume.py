@@ -25,13 +25,14 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text
 
+from promo_engine import hookimpl
+from promo_engine.cli import main
+from promo_engine.consumer.stream import ConsumerOptions, StreamConsumer
+from promo_engine.core.registry import build_registry, get_plugin_manager
+
 from conftest import (PG_ADMIN_URL, TEST_REDIS_URL, make_redis_settings, make_settings,
                       reused_schema_url, running_app)
 from factories import PaymentPointsType
-from promo_engine import hookimpl
-from promo_engine.cli import main
-from promo_engine.consumer import ConsumerOptions, StreamConsumer
-from promo_engine.registry import build_registry, get_plugin_manager
 from wallet import OPEN_RANGE, activation, install_campaigns, payment, refund
 
 pytestmark = pytest.mark.services  # every test needs Redis
@@ -141,8 +142,8 @@ def new_consumer(app, streams: Streams, name: str = "c1", **options) -> StreamCo
 
 def events_in_ledger(app) -> dict[str, dict]:
     """event_id -> the stored response, for the client `stream`."""
-    from promo_engine.extensions import db
-    from promo_engine.models import EventRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import EventRecord
     with app.app_context():
         rows = db.session.execute(select(EventRecord.event_id, EventRecord.response)
                                   .where(EventRecord.client_id == "stream")).all()
@@ -151,8 +152,8 @@ def events_in_ledger(app) -> dict[str, dict]:
 
 
 def reward_count(app) -> int:
-    from promo_engine.extensions import db
-    from promo_engine.models import RewardRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import RewardRecord
     with app.app_context():
         count = db.session.execute(select(func.count()).select_from(RewardRecord)).scalar_one()
         db.session.rollback()
@@ -216,7 +217,7 @@ def pg_app(postgres_url, tmp_path):
 def terminate_own_connection(ctx) -> None:
     """From inside the ledger transaction: have PostgreSQL end the connections that hold a
     transaction open on the program's database, the ledger's own among them."""
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     database = db.engine.url.database
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -265,8 +266,8 @@ def test_a_message_whose_transaction_fails_is_not_acknowledged_and_is_redelivere
 
 def test_a_message_met_by_budget_counters_being_rebuilt_is_retried_not_dead_lettered(
         app, streams, monkeypatch):
-    from promo_engine.app import promo_service
-    from promo_engine.reservations import NotReady
+    from promo_engine.coordination.reservations import NotReady
+    from promo_engine.service import promo_service
 
     def not_ready(**kwargs):
         raise NotReady(250)
@@ -289,7 +290,8 @@ def test_a_message_failing_with_an_unexpected_error_is_retried_then_dead_lettere
                                                                                   streams):
     from sqlalchemy.exc import InternalError
 
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
+
     # A real error from the ledger's own transaction that no retry cures: PostgreSQL refuses
     # every reward row, with SQLSTATE XX000 (internal_error).
     with pg_app.app_context():
@@ -460,8 +462,8 @@ def test_copies_of_one_event_are_applied_once_whoever_reads_them(app, streams):
 
 def test_with_budgets_in_redis_copies_are_applied_once_and_the_budget_holds(
         database_url, redis_prefix, streams, tmp_path):
-    from promo_engine.extensions import db
-    from promo_engine.models import RewardRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import RewardRecord
     with running_app(make_redis_settings(database_url, redis_prefix)) as app:
         install_campaigns(app, f"""
 id: two-only
@@ -555,7 +557,7 @@ def test_consume_without_redis_url_stops_with_one_line(tmp_path, monkeypatch):
 
 
 def test_consume_on_a_taken_metrics_port_stops_with_one_line(tmp_path, streams, processes):
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
     database_url = f"sqlite:///{tmp_path / 'promo.db'}"
     upgrade(database_url)
     with socket.socket() as taken:
@@ -625,7 +627,7 @@ def ledger_count(engine, event_type: str | None = None) -> int:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_finishes_the_current_message_and_exits_0(tmp_path, streams, processes,
                                                                 signum):
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
     database_url = f"sqlite:///{tmp_path / 'promo.db'}"
     upgrade(database_url)
     for n in range(2000):
@@ -775,8 +777,8 @@ def stats_line(log: Path) -> str:
 def test_100000_events_through_three_consumers_one_killed_are_each_applied_once(
         postgres_url, streams, processes, tmp_path):
     from promo_engine.app import create_app
-    from promo_engine.extensions import db
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.schema import upgrade
     upgrade(postgres_url)
     setup_app = create_app(make_settings(postgres_url))
     install_campaigns(setup_app, LOAD_CAMPAIGNS, tmp_path)

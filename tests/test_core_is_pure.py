@@ -5,17 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE_MODULES = ["promo_engine.engine", "promo_engine.campaign_views", "promo_engine.campaign", "promo_engine.campaign_type",
-                "promo_engine.event", "promo_engine.rewards", "promo_engine.money",
-                "promo_engine.params", "promo_engine.registry", "promo_engine.hookspecs",
-                "promo_engine.plugins.first_activation_bonus",
+CORE_MODULES = ["promo_engine.core.engine", "promo_engine.core.campaign_views",
+                "promo_engine.core.campaign", "promo_engine.core.campaign_type",
+                "promo_engine.core.event", "promo_engine.core.rewards", "promo_engine.core.money",
+                "promo_engine.core.params", "promo_engine.core.registry",
+                "promo_engine.core.hookspecs", "promo_engine.plugins.first_activation_bonus",
                 "promo_engine.plugins.holiday_discount", "promo_engine.plugins.points_multiplier"]
 
 
 def test_core_modules_import_no_web_or_database_framework():
     code = ("import sys\n"
             + "".join(f"import {name}\n" for name in CORE_MODULES)
-            + "from promo_engine.registry import build_registry\nbuild_registry()\n"
+            + "from promo_engine.core.registry import build_registry\nbuild_registry()\n"
             "leaked = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('flask', 'sqlalchemy', 'flask_sqlalchemy', 'werkzeug', 'redis', 'psycopg'))\n"
             "print(','.join(leaked))\n")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from promo_engine.campaign_files import load_paths
-from promo_engine.campaign_schema import (BudgetSchema, CampaignSchema, ConditionsSchema,
-                                          LimitsSchema, WindowSchema)
-from promo_engine.registry import build_registry, get_plugin_manager
+from promo_engine.campaigns.files import load_paths
+from promo_engine.campaigns.schema import (BudgetSchema, CampaignSchema, ConditionsSchema,
+                                           LimitsSchema, WindowSchema)
+from promo_engine.core.registry import build_registry, get_plugin_manager
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "campaigns.md"
 TEXT = DOC.read_text()

@@ -14,16 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import INCLUDE, Schema
 
-from factories import (DEFAULT_AT, BudgetGate, RecordingGate, activation, bonus,
-                       builtin_registry, campaign_ids, discount, make_campaign, make_engine,
-                       make_user, multiplier, new_user, payment, refund, rewards, utc)
-from promo_engine.campaign_type import CampaignType, EvaluationContext
-from promo_engine.engine import CompiledCampaign, RulesEngine
-from promo_engine.event import Event
-from promo_engine.money import round_half_up
-from promo_engine.registry import Registry
-from promo_engine.rewards import CASHBACK, DISCOUNT, POINTS, Reward, points_reward
+from promo_engine.core.campaign_type import CampaignType, EvaluationContext
+from promo_engine.core.engine import CompiledCampaign, RulesEngine
+from promo_engine.core.event import Event
+from promo_engine.core.money import round_half_up
+from promo_engine.core.registry import Registry
+from promo_engine.core.rewards import CASHBACK, DISCOUNT, POINTS, Reward, points_reward
 
+from factories import (DEFAULT_AT, BudgetGate, RecordingGate, activation, bonus, builtin_registry,
+                       campaign_ids, discount, make_campaign, make_engine, make_user, multiplier,
+                       new_user, payment, refund, rewards, utc)
 
 # --- a campaign type whose evaluator the tests control --------------------------------------
 
@@ -825,7 +825,7 @@ def test_evaluator_error_is_logged_by_default(probe, registry, caplog):
     probe.fail_evaluate.add("broken")
     engine = RulesEngine.compile([probe_campaign("broken", registry)], registry,
                                  currency="CNY", points_per_unit=Decimal(1))
-    with caplog.at_level(logging.ERROR, logger="promo_engine.engine"):
+    with caplog.at_level(logging.ERROR, logger="promo_engine.core.engine"):
         decision = engine.evaluate(payment(), make_user())
     assert campaign_ids(decision) == [None]
     assert [r.getMessage() for r in caplog.records] == \

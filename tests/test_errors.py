@@ -10,12 +10,13 @@ from flask import abort, g
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DataError
 
-from conftest import make_settings
 from promo_engine.api import auth
 from promo_engine.api.auth import signed_headers
 from promo_engine.api.errors import ApiError
 from promo_engine.api.requests import canonical_body_hash, json_body
-from promo_engine.api_clients import create_client
+from promo_engine.ledger.api_clients import create_client
+
+from conftest import make_settings
 
 LIMIT = 64 * 1024
 PARSE = "/v1/_test/parse"
@@ -293,7 +294,7 @@ def down_app(request, monkeypatch):
                      test_config={"TESTING": True})
     yield app
     with app.app_context():
-        from promo_engine.extensions import db
+        from promo_engine.ledger.extensions import db
         db.engine.dispose()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from promo_engine import hookspecs
+from promo_engine.core import hookspecs
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs" / "plugins.md"

@@ -10,13 +10,14 @@ import ssl
 import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
-from gunicorn.http.errors import (ConfigurationProblem, ForbiddenProxyRequest,
-                                  InvalidChunkSize, InvalidProxyLine, InvalidResponseHeader)
+from gunicorn.http.errors import (ConfigurationProblem, ForbiddenProxyRequest, InvalidChunkSize,
+                                  InvalidProxyLine, InvalidResponseHeader)
 from gunicorn.util import load_class
 
-from processes import Server, run_cli, service_env
+from promo_engine.api.gunicorn_worker import JsonErrorThreadWorker
 from promo_engine.cli.serve import WORKER_CLASS
-from promo_engine.gunicorn_worker import JsonErrorThreadWorker
+
+from processes import Server, run_cli, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -223,5 +224,5 @@ def test_every_other_gunicorn_failure_is_answered_in_json(worker, exc, expected)
 
 
 def test_the_documented_worker_class_is_the_one_serve_uses():
-    assert WORKER_CLASS == "promo_engine.gunicorn_worker.JsonErrorThreadWorker"
+    assert WORKER_CLASS == "promo_engine.api.gunicorn_worker.JsonErrorThreadWorker"
     assert load_class(WORKER_CLASS) is JsonErrorThreadWorker

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from promo_engine.coordination.leader import LeaseKeeper, RedisLease
+
 from conftest import TEST_REDIS_URL
-from promo_engine.leader import LeaseKeeper, RedisLease
 
 pytestmark = pytest.mark.services
 
@@ -218,10 +219,11 @@ def test_a_keeper_does_not_compete_while_the_floor_cannot_be_read(redis_client, 
 
 def test_a_leader_whose_lease_was_lost_cannot_act_once_its_successor_has(
         app, redis_client, key, tmp_path):
+    from promo_engine.campaigns.scheduler import CampaignScheduler
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignAudit
+
     from wallet import install_campaigns
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignAudit
-    from promo_engine.scheduler import CampaignScheduler
     install_campaigns(app, "id: fenced\ntype: holiday_discount\nstarts_at: 2027-03-01T00:00:00\n"
                            "ends_at: 2027-05-01T00:00:00\nparams: {percent: 10}\n", tmp_path)
     clock = lambda: datetime(2027, 3, 1, tzinfo=UTC)  # noqa: E731

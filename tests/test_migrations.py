@@ -9,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, pool
 
-from promo_engine import schema
+from promo_engine.ledger import schema
 
 
 def differences(database_url: str) -> list:
@@ -90,7 +90,7 @@ def test_a_users_counters_are_read_through_an_index(postgres_url):
 
     from sqlalchemy import text
 
-    from promo_engine.event_writes import _PG_USER_COUNTERS
+    from promo_engine.ledger.event_writes import _PG_USER_COUNTERS
     schema.upgrade(postgres_url)
     engine = create_engine(postgres_url, poolclass=pool.NullPool)
     try:

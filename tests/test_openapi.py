@@ -203,9 +203,10 @@ def test_request_description_agrees_with_the_server(app, body, valid):
 
 
 def test_unavailable_database_gets_described_503(openapi):
-    from conftest import make_settings
     from promo_engine.app import create_app
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
+
+    from conftest import make_settings
     down = create_app(make_settings("sqlite:////nonexistent-directory/promo.db"),
                       test_config={"TESTING": True})
     try:

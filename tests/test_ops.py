@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from conftest import make_settings, service_missing
 from promo_engine.metrics import init_app, metrics
+
+from conftest import make_settings, service_missing
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
@@ -26,7 +27,7 @@ def make_app():
         apps.append(app)
         return app
     yield make
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     for app in apps:
         with app.app_context():
             db.engine.dispose()
@@ -61,7 +62,7 @@ def test_readyz_checks_redis_when_configured(make_app, sqlite_url):
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
         service_missing("Redis", exc)
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
     upgrade(sqlite_url)
     response = make_app(sqlite_url, redis_url=REDIS_URL).test_client().get("/readyz")
     assert response.status_code == 200

@@ -8,9 +8,10 @@ import time
 import pytest
 from sqlalchemy import create_engine, event, text
 
-from promo_engine import database
-from promo_engine.database import configure_engine, engine_options
-from promo_engine.extensions import db
+from promo_engine.ledger import database
+from promo_engine.ledger.database import configure_engine, engine_options
+from promo_engine.ledger.extensions import db
+
 from wallet import new_wallet_client, payment
 
 
@@ -109,7 +110,7 @@ def test_event_is_written_outside_the_orm_session(app):
             db.session.execute(text("SELECT 1"))  # a read left open, as a key lookup leaves it
             assert db.session().in_transaction()
             service = app.extensions["promo"]
-            from promo_engine.recording import record_event_body
+            from promo_engine.api.recording import record_event_body
             body = payment("p1", "10.00")
             _, recorded = record_event_body(service, wallet.key_id, body)
             assert recorded.status == 201

@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 from marshmallow import RAISE, Schema, validate
 
-from conftest import running_app
 from promo_engine import hookimpl
-from promo_engine.campaign_type import CampaignType
-from promo_engine.params import StrictInteger
-from promo_engine.registry import ENTRY_POINT_GROUP, build_registry, get_plugin_manager
-from promo_engine.rewards import points_reward
+from promo_engine.core.campaign_type import CampaignType
+from promo_engine.core.params import StrictInteger
+from promo_engine.core.registry import ENTRY_POINT_GROUP, build_registry, get_plugin_manager
+from promo_engine.core.rewards import points_reward
+
+from conftest import running_app
 from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 
 PACKAGE_DIR = Path(__file__).parent / "plugin_package"

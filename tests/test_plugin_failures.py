@@ -11,10 +11,11 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from promo_engine import hookimpl
+from promo_engine.core.registry import build_registry, get_plugin_manager
+
 from conftest import running_app
 from factories import PaymentPointsType
-from promo_engine import hookimpl
-from promo_engine.registry import build_registry, get_plugin_manager
 from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 from test_portal_support import (OFFER, accounts, admin, approve, audit_rows,  # noqa: F401
                                  campaign_row, flashes, merchant_a, merchant_b, offer_row)
+from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 
 YAML = f"""
 id: spring-dining
@@ -81,8 +81,8 @@ def test_approval_creates_the_campaign_in_one_audited_step(app, admin, merchant_
     assert audit_rows(app, campaign_id) == [
         ("draft", "pending", "portal:tea@shop-a.cn", "offer sent for approval"),
         (None, "open", "portal:marketing@bank.cn", f"offer {offer_id} approved")]
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage, ProgramState
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage, ProgramState
     with app.app_context():
         usage = db.session.get(CampaignUsage, campaign_id)
         assert (usage.spent, usage.redemptions) == (0, 0)

@@ -57,7 +57,8 @@ def test_login_sets_a_hardened_session_cookie(app, accounts):
 
 def test_cookie_is_not_secure_in_development(settings, monkeypatch):
     from promo_engine.app import create_app
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
+
     from test_portal_support import make_accounts
     monkeypatch.setenv("PROMO_ENV", "development")
     upgrade(settings.database_url)
@@ -101,8 +102,9 @@ def test_wrong_password_is_refused(app, accounts):
 
 def test_passwords_are_stored_as_argon2id_with_owasp_parameters(app, accounts):
     from sqlalchemy import select
+
     from merchant_portal.models import PortalLogin
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         hashes = db.session.scalars(select(PortalLogin.password_hash)).all()
     assert len(hashes) == 3
@@ -154,8 +156,9 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(app, merchant_a, admin
     assert offer_row(app, offer_id) == before
     assert merchant_a.get("/portal/offers").status_code == 200  # still signed in
     from sqlalchemy import func, select
+
     from merchant_portal.models import MerchantOffer
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(MerchantOffer)) == 1
 
@@ -198,7 +201,7 @@ def test_portal_errors_are_html_and_api_errors_stay_json(app, merchant_a):
 
 def _cli(settings, args, password):
     from promo_engine.cli import main
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.schema import upgrade
     upgrade(settings.database_url)
     env = {"DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key}
     return CliRunner().invoke(main, args, input=password + "\n", env=env)

@@ -6,8 +6,7 @@ import secrets
 
 from conftest import make_redis_settings, running_app
 from test_portal_support import (ADMIN_EMAIL, EMAIL_A, EMAIL_B, OFFER, PASSWORD,  # noqa: F401
-                                 Portal, accounts, admin, approve, flashes, merchant_a,
-                                 offer_row)
+                                 Portal, accounts, admin, approve, flashes, merchant_a, offer_row)
 
 # Not ids a row can have: past bigint (2^63, 2^64), zero, negative, absurdly long, and a
 # non-ASCII digit (Arabic-Indic one, which Python's int() would accept).
@@ -34,7 +33,7 @@ def offer_count(app) -> int:
     from sqlalchemy import func, select
 
     from merchant_portal.models import MerchantOffer
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         count = db.session.scalar(select(func.count()).select_from(MerchantOffer))
         db.session.remove()
@@ -278,6 +277,7 @@ def test_successful_logins_do_not_count_against_the_address(app, accounts):
 
 def test_the_address_limit_is_kept_in_redis(database_url, redis_client, redis_prefix):
     from test_portal_support import make_accounts
+
     # Networks of this test's own (the limiter's keys in the shared Redis are not prefixed),
     # written as the keys have them: four hex digits, no leading zero.
     networks = [f"2001:db8:{secrets.randbelow(0xf000) + 0x1000:x}:"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from test_portal_support import (MERCHANT_A, MULTIPLIER, OFFER, Portal, accounts,  # noqa: F401
-                                 admin, approve, audit_rows, campaign_row, field_errors,
-                                 flashes, merchant_a, offer_row)
+                                 admin, approve, audit_rows, campaign_row, field_errors, flashes,
+                                 merchant_a, offer_row)
 
 
 def test_empty_list_says_what_to_do_next(app, merchant_a):
@@ -114,8 +114,9 @@ def test_unknown_type_and_timezone_are_refused_by_the_schema(app, merchant_a):
 
 def offer_row_count(app) -> int:
     from sqlalchemy import func, select
+
     from merchant_portal.models import MerchantOffer
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         count = db.session.scalar(select(func.count()).select_from(MerchantOffer))
         db.session.remove()

@@ -96,7 +96,7 @@ def admin(app, accounts):
 
 def offer_row(app, offer_id: int):
     from merchant_portal.models import MerchantOffer
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     with app.app_context():
         row = db.session.get(MerchantOffer, offer_id)
         snapshot = {c.name: getattr(row, c.name) for c in row.__table__.columns}
@@ -105,8 +105,8 @@ def offer_row(app, offer_id: int):
 
 
 def campaign_row(app, campaign_id: str):
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
     with app.app_context():
         row = db.session.get(CampaignRecord, campaign_id)
         snapshot = None if row is None else {c.name: getattr(row, c.name)
@@ -117,8 +117,9 @@ def campaign_row(app, campaign_id: str):
 
 def audit_rows(app, campaign_id: str) -> list[tuple]:
     from sqlalchemy import select
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignAudit
+
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignAudit
     with app.app_context():
         rows = db.session.execute(
             select(CampaignAudit.from_status, CampaignAudit.to_status, CampaignAudit.actor,

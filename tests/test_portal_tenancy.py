@@ -38,9 +38,10 @@ def offers_of_a(app, merchant_a, admin):
 
 def snapshot(app, offer_ids):
     from sqlalchemy import func, select
+
     from merchant_portal.models import MerchantOffer
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignAudit, CampaignRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignAudit, CampaignRecord
     state = {oid: offer_row(app, oid) for oid in offer_ids}
     campaigns = {oid: campaign_row(app, f"m-m-100-{oid}") for oid in offer_ids}
     with app.app_context():

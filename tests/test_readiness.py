@@ -111,7 +111,7 @@ def test_readiness_and_events_wait_out_the_settle_after_a_flushdb(database_url,
         again = wallet.post("/v1/events", wallet.last_body)
         assert (again.status_code,
                 [r["campaign_id"] for r in again.get_json()["rewards"]]) == (201, [None, "tenner"])
-        from promo_engine.app import promo_service
+        from promo_engine.service import promo_service
         assert promo_service(app).reservations.counters(["tenner"]) == {"tenner": (2000, 2)}
 
 
@@ -165,9 +165,9 @@ def test_processes_judging_a_new_prefix_at_once_begin_one_settled_epoch(postgres
                                                                         redis_client):
     """Twelve workers find the epoch missing together: one records the prefix and begins
     the epoch settled now; the others wait on the lock and find it begun."""
-    from promo_engine.app import promo_service
-    from promo_engine.extensions import db
-    from promo_engine.models import RedisCounterPrefix
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import RedisCounterPrefix
+    from promo_engine.service import promo_service
     settings = make_redis_settings(postgres_url, new_prefix)
     with running_app(settings) as app:
         reservations = promo_service(app).reservations
@@ -197,9 +197,9 @@ def test_processes_judging_a_new_prefix_at_once_begin_one_settled_epoch(postgres
 
 def test_a_failed_record_of_the_prefix_takes_its_epoch_back(sqlite_url, new_prefix,
                                                             redis_client):
-    from promo_engine.app import promo_service
-    from promo_engine.counter_epochs import judge_epoch
-    from promo_engine.extensions import db
+    from promo_engine.ledger.counter_epochs import judge_epoch
+    from promo_engine.ledger.extensions import db
+    from promo_engine.service import promo_service
     settings = make_redis_settings(sqlite_url, new_prefix)
     with running_app(settings) as app:
         reservations = promo_service(app).reservations
@@ -224,9 +224,10 @@ def test_a_new_deployment_of_three_workers_rewards_its_first_events(postgres_url
 
     import requests
 
+    from promo_engine.api.auth import signed_headers
+
     from conftest import TEST_REDIS_URL
     from processes import Processes, Server, deploy, service_env
-    from promo_engine.api.auth import signed_headers
     env = service_env(postgres_url, redis_url=TEST_REDIS_URL, redis_prefix=new_prefix)
     with Processes() as processes:
         [(key_id, secret)] = deploy(env, tmp_path, TEN_OFF, clients=1)

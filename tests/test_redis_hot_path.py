@@ -33,13 +33,13 @@ def campaign_ids(response) -> list:
 
 
 def counters(app, *campaign_ids):
-    from promo_engine.app import promo_service
+    from promo_engine.service import promo_service
     return promo_service(app).reservations.counters(campaign_ids)
 
 
 def table_counts(app) -> tuple[int, int]:
-    from promo_engine.extensions import db
-    from promo_engine.models import EventRecord, RewardRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import EventRecord, RewardRecord
     with app.app_context():
         counts = (db.session.scalar(select(func.count()).select_from(EventRecord)),
                   db.session.scalar(select(func.count()).select_from(RewardRecord)))
@@ -57,7 +57,7 @@ def test_an_event_is_confirmed_after_redis_lost_its_scripts(app, wallet, redis_c
                                                             redis_prefix):
     """Confirmations go in a pipeline by digest alone; a Redis that restarted (or flushed
     its scripts) meanwhile answers NOSCRIPT, and the confirmation is sent again with it."""
-    from promo_engine.app import promo_service
+    from promo_engine.service import promo_service
     reservations = promo_service(app).reservations
     reserve = reservations.reserve
 
@@ -78,8 +78,8 @@ def test_an_event_is_confirmed_after_redis_lost_its_scripts(app, wallet, redis_c
     assert replay.status_code == 200 and replay.data == first.data
 
 def test_budget_is_counted_in_redis_and_the_database_rows_are_left_alone(app, wallet):
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage
     assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
     assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None, "tenner"]
     assert campaign_ids(wallet.event(**payment("p3", "50.00", user_id="c"))) == [None]
@@ -100,7 +100,7 @@ def test_counters_are_built_from_the_ledger_when_redis_has_none(app, wallet, red
 
 def test_an_event_waits_briefly_for_another_workers_counter_build(app, wallet, redis_client,
                                                                   redis_prefix, monkeypatch):
-    from promo_engine import ledger
+    from promo_engine.ledger import recorder as ledger
     wallet.event(**payment("p1", "50.00", user_id="a"))
     redis_client.delete(f"{redis_prefix}:usage:tenner")
     redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)
@@ -119,7 +119,7 @@ def test_an_event_waits_briefly_for_another_workers_counter_build(app, wallet, r
 
 def test_a_counter_build_that_takes_long_answers_503(app, wallet, redis_client, redis_prefix,
                                                      monkeypatch):
-    from promo_engine import ledger
+    from promo_engine.ledger import recorder as ledger
     wallet.event(**payment("p1", "50.00", user_id="a"))
     redis_client.delete(f"{redis_prefix}:usage:tenner")
     redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)
@@ -167,7 +167,7 @@ type: points_multiplier
 
 
 def test_a_replay_is_answered_from_redis_without_the_database(app, wallet):
-    from promo_engine.extensions import db
+    from promo_engine.ledger.extensions import db
     first = wallet.event(**payment("p1", "50.00"))
     assert first.status_code == 201
     statements = []
@@ -210,7 +210,7 @@ def test_the_database_answers_replays_the_cache_does_not_hold(app, wallet, redis
 
 
 def test_a_transaction_that_fails_gives_its_reservation_back(app, wallet, monkeypatch):
-    from promo_engine.ledger import Ledger
+    from promo_engine.ledger.recorder import Ledger
     reserving = Ledger._evaluate_reserving
     taken = []
 
@@ -232,8 +232,8 @@ def test_a_transaction_that_fails_gives_its_reservation_back(app, wallet, monkey
 
 def test_a_transaction_past_its_reservation_deadline_does_not_commit(database_url, redis_prefix,
                                                                      tmp_path, monkeypatch):
-    from promo_engine import reservations
-    from promo_engine.ledger import Ledger
+    from promo_engine.coordination import reservations
+    from promo_engine.ledger.recorder import Ledger
     settings = make_redis_settings(database_url, redis_prefix, reservation_ttl_ms=100)
     with running_app(settings) as app:
         install_campaigns(app, TEN_OFF_TWICE, tmp_path)
@@ -323,7 +323,7 @@ def test_a_campaign_change_reaches_other_workers_by_broadcast(settings, tmp_path
     """Two apps on one database and Redis, as two worker processes: the first stops polling
     (its poll interval is an hour) and still sees the second's change at once."""
     with running_app(settings) as worker, running_app(settings) as operator:
-        from promo_engine.app import promo_service
+        from promo_engine.service import promo_service
         service = promo_service(worker)
         service.reload_interval = service.broadcast_reload_interval = 3600
         wallet = new_wallet_client(worker)
@@ -403,14 +403,14 @@ def test_rate_limits_without_redis_count_per_process(database_url):
 
 def test_reconciliation_rebuilds_database_rows_and_redis_from_the_ledger(app, wallet, redis_client,
                                                                          redis_prefix):
-    from promo_engine.app import promo_service
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage
-    from promo_engine.reconcile import reconcile
+    from promo_engine.campaigns.reconcile import reconcile
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage
+    from promo_engine.service import promo_service
     wallet.event(**payment("p1", "50.00", user_id="a"))
     # A worker killed between reserving and committing leaves its reservation behind.
     service = promo_service(app)
-    from promo_engine.reservations import Request
+    from promo_engine.coordination.reservations import Request
     leaked = service.reservations.reserve([Request("tenner", 1000, 1, 2000, None)]).reservation
     assert leaked is not None
     assert campaign_ids(wallet.event(**payment("p2", "50.00", user_id="b"))) == [None]  # under-spend
@@ -428,9 +428,9 @@ def test_reconciliation_rebuilds_database_rows_and_redis_from_the_ledger(app, wa
 
 
 def test_the_leading_scheduler_reconciles_on_schedule(app, wallet):
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage
-    from promo_engine.scheduler import RECONCILE_JOB, CampaignScheduler
+    from promo_engine.campaigns.scheduler import RECONCILE_JOB, CampaignScheduler
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage
     wallet.event(**payment("p1", "50.00", user_id="a"))
     scheduler = CampaignScheduler(app)
     assert scheduler.reconcile() is None  # not leading: does nothing
@@ -486,9 +486,9 @@ def test_a_second_program_database_on_the_same_prefix_is_refused(app, wallet, tm
     """Two program databases given one PROMO_REDIS_PREFIX: the second may neither spend
     from the first's counters nor rebuild them from its own ledger; it answers 503 and
     writes nothing, and the first goes on as before."""
-    from promo_engine.app import promo_service
-    from promo_engine.reconcile import reconcile
-    from promo_engine.reservations import ForeignPrefix
+    from promo_engine.campaigns.reconcile import reconcile
+    from promo_engine.coordination.reservations import ForeignPrefix
+    from promo_engine.service import promo_service
     assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
     with running_app(make_redis_settings(other_database_url, redis_prefix)) as other:
         install_campaigns(other, TEN_OFF_TWICE, tmp_path, name="other.yaml")
@@ -515,11 +515,12 @@ def test_budget_use_is_shown_as_redis_counts_it_before_reconciliation(app, walle
 
     from click.testing import CliRunner
 
-    from conftest import TEST_REDIS_URL
-    from promo_engine.cli import main
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignUsage
     from merchant_portal.views import _budget
+    from promo_engine.cli import main
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignUsage
+
+    from conftest import TEST_REDIS_URL
     assert campaign_ids(wallet.event(**payment("p1", "50.00", user_id="a"))) == [None, "tenner"]
     with app.app_context():
         row = db.session.get(CampaignUsage, "tenner")
@@ -547,8 +548,8 @@ def test_a_lost_program_id_is_made_again_before_the_first_event(app, wallet, red
                                                                  redis_prefix):
     """The id is read (or, if its row was lost, made) in a transaction of its own before the
     first event's, so an event that then fails cannot take a claimed id back with it."""
-    from promo_engine.extensions import db
-    from promo_engine.models import ProgramState
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import ProgramState
     with app.app_context():
         db.session.execute(db.delete(ProgramState))
         db.session.commit()

@@ -9,13 +9,14 @@ import pluggy
 import pytest
 from marshmallow import RAISE, Schema
 
-from factories import DEFAULT_AT, make_campaign, make_engine, make_user, rewards
 from promo_engine import hookimpl
-from promo_engine.campaign_type import CampaignType
-from promo_engine.event import Event
-from promo_engine.registry import (DEFAULT_PLUGINS, ENTRY_POINT_GROUP, PluginError,
-                                   build_registry, get_plugin_manager)
-from promo_engine.rewards import POINTS, points_reward
+from promo_engine.core.campaign_type import CampaignType
+from promo_engine.core.event import Event
+from promo_engine.core.registry import (DEFAULT_PLUGINS, ENTRY_POINT_GROUP, PluginError,
+                                        build_registry, get_plugin_manager)
+from promo_engine.core.rewards import POINTS, points_reward
+
+from factories import DEFAULT_AT, make_campaign, make_engine, make_user, rewards
 
 BUILTIN_TYPES = {"first_activation_bonus", "holiday_discount", "points_multiplier"}
 
@@ -109,7 +110,7 @@ def test_each_plugin_manager_is_a_fresh_one():
 
 def test_hookimpl_is_exported_by_the_package():
     import promo_engine
-    from promo_engine import hookspecs
+    from promo_engine.core import hookspecs
     assert promo_engine.hookimpl is hookspecs.hookimpl
 
 
@@ -317,7 +318,7 @@ def test_entry_point_plugin_with_a_misspelled_hook_fails_at_start(tmp_path, monk
 def test_promo_trace_hooks_logs_every_hook_call(monkeypatch, caplog):
     monkeypatch.setenv("PROMO_TRACE_HOOKS", "1")
     pm = get_plugin_manager(load_entry_points=False)
-    with caplog.at_level(logging.DEBUG, logger="promo_engine.registry"):
+    with caplog.at_level(logging.DEBUG, logger="promo_engine.core.registry"):
         build_registry(pm)
     traced = " ".join(record.getMessage() for record in caplog.records)
     assert "promo_campaign_types" in traced
@@ -327,7 +328,7 @@ def test_promo_trace_hooks_logs_every_hook_call(monkeypatch, caplog):
 def test_hook_calls_are_not_logged_without_promo_trace_hooks(monkeypatch, caplog):
     monkeypatch.delenv("PROMO_TRACE_HOOKS", raising=False)
     pm = get_plugin_manager(load_entry_points=False)
-    with caplog.at_level(logging.DEBUG, logger="promo_engine.registry"):
+    with caplog.at_level(logging.DEBUG, logger="promo_engine.core.registry"):
         build_registry(pm)
     assert caplog.records == []
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from promo_engine.reservations import ForeignPrefix, NotReady, Request, Reservations
+from promo_engine.coordination.reservations import ForeignPrefix, NotReady, Request, Reservations
 
 pytestmark = pytest.mark.services
 

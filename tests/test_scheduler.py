@@ -15,18 +15,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from conftest import reused_schema_url
 from promo_engine import hookimpl
-from promo_engine.campaign import Campaign
-from promo_engine.campaign_files import LoadedCampaign
-from promo_engine.campaign_schema import canonical_spec, load_campaign
-from promo_engine.campaign_store import apply_campaigns, campaigns_revision
+from promo_engine.campaigns.files import LoadedCampaign
+from promo_engine.campaigns.lifecycle import PAUSED, check_fence, resume, transition
+from promo_engine.campaigns.scheduler import CampaignScheduler, LeaseSettings, plan_jobs
+from promo_engine.campaigns.schema import canonical_spec, load_campaign
+from promo_engine.campaigns.store import apply_campaigns, campaigns_revision
 from promo_engine.config import ConfigError
-from promo_engine.extensions import db
-from promo_engine.lifecycle import PAUSED, check_fence, resume, transition
-from promo_engine.models import CampaignAudit, CampaignRecord, ProgramState
-from promo_engine.registry import build_registry, get_plugin_manager
-from promo_engine.scheduler import CampaignScheduler, LeaseSettings, plan_jobs
+from promo_engine.core.campaign import Campaign
+from promo_engine.core.registry import build_registry, get_plugin_manager
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import CampaignAudit, CampaignRecord, ProgramState
+
+from conftest import reused_schema_url
 
 UTC = timezone.utc
 MICROSECOND = timedelta(microseconds=1)
@@ -242,6 +243,7 @@ def test_plan_for_each_status():
 def test_windows_apply_from_their_first_to_their_last_microsecond_on_dst_days(
         app, registry, scheduler, clock):
     from wallet import new_wallet_client, payment
+
     # Sunday 2026-03-29 in Berlin skips 02:00-03:00; Sunday 2026-11-01 in New York repeats
     # 01:00-02:00. Both windows are read in the campaign's zone.
     apply(app, registry,
@@ -495,7 +497,7 @@ def test_a_hook_that_raises_is_logged_and_the_transition_stands(app, registry, c
     sched = CampaignScheduler(app, pm=plugin_manager(recorder, Failing()), clock=clock)
     sched.on_elected(None)
     clock.now = datetime(2027, 3, 1, tzinfo=UTC)
-    with caplog.at_level(logging.ERROR, logger="promo_engine.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="promo_engine.campaigns.scheduler"):
         assert len(sched.act()) == 1
     assert statuses(app) == {"x": "open"}
     assert recorder.calls == [("opened", "x", clock.now)]  # the other plugin still heard

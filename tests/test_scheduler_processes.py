@@ -49,8 +49,8 @@ def lease_key(redis_client):
 def database(postgres_url):
     """The test's PostgreSQL database with the schema, and an app on it for set-up."""
     from promo_engine.app import create_app
-    from promo_engine.extensions import db
-    from promo_engine.schema import upgrade
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.schema import upgrade
     upgrade(postgres_url)
     app = create_app(make_settings(postgres_url, points_per_unit=Decimal(1)))
     yield app
@@ -92,10 +92,10 @@ def apply_staggered(app, count: int, first: datetime, spread: float, length: flo
                     prefix: str = "c") -> dict[str, tuple[datetime, datetime]]:
     """`count` campaigns starting over `spread` seconds from `first` (every third at the
     same instant), each open `length` seconds, written in local time of several zones."""
-    from promo_engine.app import promo_service
-    from promo_engine.campaign_files import LoadedCampaign
-    from promo_engine.campaign_schema import canonical_spec, load_campaign
-    from promo_engine.campaign_store import apply_campaigns
+    from promo_engine.campaigns.files import LoadedCampaign
+    from promo_engine.campaigns.schema import canonical_spec, load_campaign
+    from promo_engine.campaigns.store import apply_campaigns
+    from promo_engine.service import promo_service
     instants, loaded = {}, []
     with app.app_context():
         registry = promo_service(app).registry
@@ -119,8 +119,8 @@ def apply_staggered(app, count: int, first: datetime, spread: float, length: flo
 
 
 def scheduler_audit(app) -> dict[str, list[tuple[str, str, datetime]]]:
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignAudit
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignAudit
     with app.app_context():
         rows = db.session.execute(
             select(CampaignAudit.campaign_id, CampaignAudit.from_status,
@@ -134,8 +134,8 @@ def scheduler_audit(app) -> dict[str, list[tuple[str, str, datetime]]]:
 
 
 def statuses(app) -> dict[str, str]:
-    from promo_engine.extensions import db
-    from promo_engine.models import CampaignRecord
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
     with app.app_context():
         result = dict(db.session.execute(select(CampaignRecord.id, CampaignRecord.status)).all())
         db.session.rollback()
@@ -224,8 +224,8 @@ def embedded_scheduler_pid(server) -> int | None:
 
 def test_leader_killed_is_replaced_within_the_lease_time_and_nothing_is_lost_or_doubled(
         database, postgres_url, lease_key, redis_client, processes):
-    from promo_engine.extensions import db
-    from promo_engine.models import ProgramState
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import ProgramState
     env = environ(postgres_url, lease_key)
     first = datetime.now(UTC) + timedelta(seconds=4)
     # Each open longer than a takeover, so each opens and closes (a campaign whose whole

@@ -29,14 +29,14 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                response_headers_conformance,
-                                               response_schema_conformance,
-                                               status_code_conformance)
+                                               response_schema_conformance, status_code_conformance)
 from werkzeug.test import EnvironBuilder
+
+from promo_engine.api.auth import signed_headers
+from promo_engine.api.schemas import FUTURE_MESSAGE
 
 from conftest import make_settings
 from openapi_verdicts import Description, unstatable_refusal, validation_errors
-from promo_engine.api.auth import signed_headers
-from promo_engine.api.schemas import FUTURE_MESSAGE
 from wallet import WalletClient, install_campaigns, payment
 
 MAX_EXAMPLES = 150  # per operation and mode; the unsigned run needs fewer
@@ -294,7 +294,7 @@ def wallet_app(app, tmp_path):
 
 @pytest.fixture
 def api_client(wallet_app):
-    from promo_engine.api_clients import create_client
+    from promo_engine.ledger.api_clients import create_client
     with wallet_app.app_context():
         key_id, secret = create_client("schemathesis")
     wallet = WalletClient(wallet_app.test_client(), key_id, secret)

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from promo_engine.api_clients import lookup_secret
-from promo_engine.extensions import db
+from promo_engine.ledger.api_clients import lookup_secret
+from promo_engine.ledger.extensions import db
+
 from wallet import new_wallet_client, payment
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from promo_engine.throttled_log import ThrottledWarning
+from promo_engine.coordination.throttled_log import ThrottledWarning
 
 
 def test_repeats_within_the_interval_are_counted_not_logged(caplog, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("promo_engine.throttled_log.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("promo_engine.coordination.throttled_log.time.monotonic", lambda: clock[0])
     warn = ThrottledWarning(logging.getLogger("promo.test"), interval=10)
     with caplog.at_level(logging.WARNING, logger="promo.test"):
         warn.warning("redis away: %s", "refused")

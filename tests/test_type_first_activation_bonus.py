@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from factories import (activation, bonus, builtin_registry, discount, load_params,
-                       make_engine, new_user, params_errors, payment, refund, rewards)
-from promo_engine.rewards import CASHBACK, DISCOUNT, POINTS, VOUCHER
+from promo_engine.core.rewards import CASHBACK, DISCOUNT, POINTS, VOUCHER
+
+from factories import (activation, bonus, builtin_registry, discount, load_params, make_engine,
+                       new_user, params_errors, payment, refund, rewards)
 
 TYPE = "first_activation_bonus"
 

@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from factories import (activation, builtin_registry, discount, load_params, make_engine,
-                       make_user, params_errors, payment, refund, rewards)
-from promo_engine.rewards import DISCOUNT, POINTS
+from promo_engine.core.rewards import DISCOUNT, POINTS
+
+from factories import (activation, builtin_registry, discount, load_params, make_engine, make_user,
+                       params_errors, payment, refund, rewards)
 
 TYPE = "holiday_discount"
 

@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
+from promo_engine.core.rewards import POINTS
+
 from factories import (activation, builtin_registry, load_params, make_engine, make_user,
                        multiplier, params_errors, payment, refund, rewards)
-from promo_engine.rewards import POINTS
 
 TYPE = "points_multiplier"
 

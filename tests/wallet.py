@@ -36,7 +36,7 @@ class WalletClient:
 
 
 def new_wallet_client(app) -> WalletClient:
-    from promo_engine.api_clients import create_client
+    from promo_engine.ledger.api_clients import create_client
     with app.app_context():
         key_id, secret = create_client("wallet-backend")
     return WalletClient(app.test_client(), key_id, secret)
@@ -44,9 +44,9 @@ def new_wallet_client(app) -> WalletClient:
 
 def install_campaigns(app, yaml_text: str, tmp_path: Path, name: str = "campaigns.yaml"):
     """Validate and apply campaigns written as YAML, as marketing would."""
-    from promo_engine.app import promo_service
-    from promo_engine.campaign_files import load_paths
-    from promo_engine.campaign_store import apply_campaigns
+    from promo_engine.campaigns.files import load_paths
+    from promo_engine.campaigns.store import apply_campaigns
+    from promo_engine.service import promo_service
     path = tmp_path / name
     path.write_text(yaml_text)
     with app.app_context():

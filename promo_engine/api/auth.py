@@ -18,12 +18,13 @@ import time
 
 from flask import g, request
 
-from ..api_clients import install_client_directory, lookup_secret
-from . import bp
-from .auth_failures import address_key, auth_failure_limit, install_auth_failure_limit
-from .errors import ApiError
-from .rate_limit import check_client_rate
-from .requests import raw_body
+from promo_engine.api import bp
+from promo_engine.api.auth_failures import (address_key, auth_failure_limit,
+                                            install_auth_failure_limit)
+from promo_engine.api.errors import ApiError
+from promo_engine.api.rate_limit import check_client_rate
+from promo_engine.api.requests import raw_body
+from promo_engine.ledger.api_clients import install_client_directory, lookup_secret
 
 SIGNATURE_VERSION = "v1"
 MAX_CLOCK_SKEW_SECONDS = 300

@@ -11,11 +11,11 @@ import re
 
 from flask import jsonify, request
 
-from ..app import promo_service
-from ..campaign_views import applies_at, wallet_order, wallet_view
-from . import bp
-from .errors import ApiError
-from .schemas import ID_MESSAGE, ID_PATTERN
+from promo_engine.api import bp
+from promo_engine.api.errors import ApiError
+from promo_engine.api.schemas import ID_MESSAGE, ID_PATTERN
+from promo_engine.core.campaign_views import applies_at, wallet_order, wallet_view
+from promo_engine.service import promo_service
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from flask import current_app, jsonify, make_response, request
 from gunicorn.http.errors import ParseException as MalformedBody
 from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import (BadRequest, HTTPException, InternalServerError,
-                                 ServiceUnavailable)
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, ServiceUnavailable
 
-from . import bp
+from promo_engine.api import bp
 
 log = logging.getLogger(__name__)
 

@@ -9,17 +9,17 @@ import re
 from flask import Response, g, jsonify, request
 from sqlalchemy import select
 
-from ..app import promo_service
-from ..extensions import db
-from ..ledger import dumps, iso
-from ..metrics import metrics
-from ..recording import record_event_body, validated_event
-from ..reservations import NotReady
-from ..models import EventRecord, RewardRecord, UserRecord
-from . import bp
-from .errors import ApiError
-from .requests import json_body
-from .schemas import ID_MESSAGE, ID_PATTERN
+from promo_engine.api import bp
+from promo_engine.api.errors import ApiError
+from promo_engine.api.recording import record_event_body, validated_event
+from promo_engine.api.requests import json_body
+from promo_engine.api.schemas import ID_MESSAGE, ID_PATTERN
+from promo_engine.coordination.reservations import NotReady
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import EventRecord, RewardRecord, UserRecord
+from promo_engine.ledger.recorder import dumps, iso
+from promo_engine.metrics import metrics
+from promo_engine.service import promo_service
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500

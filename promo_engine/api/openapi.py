@@ -5,12 +5,13 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import current_app, jsonify
 
-from .. import __version__
-from . import bp
-from .events import CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE
-from .schemas import (ATTRIBUTE_NAMES, ID_PATTERN, CampaignsResponseSchema, ErrorSchema,
-                      EventRequestSchema, EventResponseSchema, PointsResponseSchema,
-                      QuoteRequestSchema, QuoteResponseSchema, amount_pattern)
+from promo_engine import __version__
+from promo_engine.api import bp
+from promo_engine.api.events import CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE
+from promo_engine.api.schemas import (ATTRIBUTE_NAMES, ID_PATTERN, CampaignsResponseSchema,
+                                      ErrorSchema, EventRequestSchema, EventResponseSchema,
+                                      PointsResponseSchema, QuoteRequestSchema, QuoteResponseSchema,
+                                      amount_pattern)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
 SCHEME_DESCRIPTIONS = {"PromoSignature": {"description": (

@@ -9,12 +9,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import metrics as promo_metrics
-from ..app import promo_service
-from ..extensions import db
-from ..reservations import NotReady
-from . import bp
-from .errors import error_response
+from promo_engine import metrics as promo_metrics
+from promo_engine.api import bp
+from promo_engine.api.errors import error_response
+from promo_engine.coordination.reservations import NotReady
+from promo_engine.ledger.extensions import db
+from promo_engine.service import promo_service
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from ..throttled_log import ThrottledWarning
-from .errors import ApiError
+from promo_engine.api.errors import ApiError
+from promo_engine.coordination.throttled_log import ThrottledWarning
 
 log = logging.getLogger(__name__)
 unavailable = ThrottledWarning(log)

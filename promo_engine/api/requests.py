@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .errors import ApiError
+from promo_engine.api.errors import ApiError
 
 MAX_DEPTH = 32
 _READ_CHUNK = 64 * 1024

@@ -11,8 +11,8 @@ from decimal import Decimal
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load, validate,
                          validates_schema)
 
-from .. import money
-from ..event import ACTIVATION, PAYMENT, REFUND, Event
+from promo_engine.core import money
+from promo_engine.core.event import ACTIVATION, PAYMENT, REFUND, Event
 
 # The patterns below are both what the server enforces and what /v1/openapi.json states
 # (apispec reads them from the fields), so the description cannot drift from the code.
@@ -313,7 +313,7 @@ def amount_pattern(currency: str, *, signed: bool = False, exact: bool = False) 
             f"|0\\.({'|'.join(fractions)}))$")
 
 
-# ---- responses (documentation for the OpenAPI description; bodies are built in ledger.py)
+# ---- responses (documentation for the OpenAPI description; bodies are built in ledger/recorder.py)
 
 class VoucherSchema(Schema):
     code = fields.String(allow_none=True, required=True)

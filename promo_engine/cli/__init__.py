@@ -1,11 +1,15 @@
-"""The `promo-engine` command line; each command group lives in its own module."""
+"""The `promo-engine` command line; each command group lives in its own module.
+
+The topmost layer: it may import everything else (it builds the app, runs the server, the
+scheduler and the consumer).
+"""
 from __future__ import annotations
 
 import sys
 
 import click
 
-from ..config import ConfigError
+from promo_engine.config import ConfigError
 
 
 class PromoGroup(click.Group):
@@ -25,5 +29,5 @@ def main() -> None:
     """promo-engine: merchant rewards and promotions for a bank's wallet."""
 
 
-from . import (campaigns, clients, consume, db, events, portal_accounts, reconcile,  # noqa: E402,F401
-               scheduler, serve)
+from promo_engine.cli import (campaigns, clients, consume, db, events,  # noqa: E402,F401
+                              portal_accounts, reconcile, scheduler, serve)

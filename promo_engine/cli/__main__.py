@@ -1,3 +1,3 @@
-from . import main
+from promo_engine.cli import main
 
 main(prog_name="promo-engine")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import click
 
-from . import main
+from promo_engine.cli import main
 
 APPLY_HINT = "promo-engine campaigns apply campaigns/"
 
@@ -30,9 +30,9 @@ def validate(paths: tuple[str, ...]) -> None:
 
     Needs no database and writes nothing; exit status 1 when there is any problem.
     """
-    from ..campaign_files import load_paths
-    from ..config import check_currency, check_timezone
-    from ..registry import build_registry
+    from promo_engine.campaigns.files import load_paths
+    from promo_engine.config import check_currency, check_timezone
+    from promo_engine.core.registry import build_registry
 
     # Only what validation needs: reading the full Settings would create a secret file.
     timezone = check_timezone(os.environ.get("PROMO_TIMEZONE", "Asia/Shanghai"))
@@ -60,13 +60,13 @@ def apply(paths: tuple[str, ...], dry_run: bool, prune: bool) -> None:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..app import create_app
-    from ..campaign_files import load_paths
-    from ..campaign_store import ApplyError, ApplyReport, apply_campaigns
-    from ..config import Settings
-    from ..extensions import db
-    from ..registry import build_registry
-    from ..schema import upgrade
+    from promo_engine.app import create_app
+    from promo_engine.campaigns.files import load_paths
+    from promo_engine.campaigns.store import ApplyError, ApplyReport, apply_campaigns
+    from promo_engine.config import Settings
+    from promo_engine.core.registry import build_registry
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.schema import upgrade
 
     settings = Settings.from_env()
     registry = build_registry()
@@ -157,7 +157,7 @@ def operator() -> str:
 
 
 def _clock():
-    from ..models import utcnow
+    from promo_engine.ledger.models import utcnow
     return utcnow()
 
 
@@ -168,11 +168,11 @@ def _database(settings):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
 
-    from .. import schema
-    from ..app import create_app
-    from ..extensions import db
-    from ..registry import build_registry
-    from .db import fail_unreachable
+    from promo_engine.app import create_app
+    from promo_engine.cli.db import fail_unreachable
+    from promo_engine.core.registry import build_registry
+    from promo_engine.ledger import schema
+    from promo_engine.ledger.extensions import db
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and (
@@ -231,13 +231,13 @@ def list_command(statuses: tuple[str, ...], as_json: bool) -> None:
     redemptions."""
     from sqlalchemy import select
 
-    from ..app import promo_service
-    from ..campaign_usage import current_usage
-    from ..campaign_views import (budget_text, budget_use, max_redemptions, redemptions_text,
-                                  rfc3339_local, window_text)
-    from ..config import Settings
-    from ..extensions import db
-    from ..models import CampaignRecord
+    from promo_engine.config import Settings
+    from promo_engine.core.campaign_views import (budget_text, budget_use, max_redemptions,
+                                                  redemptions_text, rfc3339_local, window_text)
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
+    from promo_engine.ledger.usage import current_usage
+    from promo_engine.service import promo_service
 
     settings = Settings.from_env()
     rows = []
@@ -296,7 +296,7 @@ def _reason(ctx, param, value):
 def pause(campaign_id: str, reason: str) -> None:
     """Stop a scheduled or open campaign from giving rewards (within about a second on
     running servers) until it is resumed."""
-    from ..lifecycle import PAUSED, transition
+    from promo_engine.campaigns.lifecycle import PAUSED, transition
 
     def act(session, now):
         return transition(session, campaign_id, PAUSED, actor=operator(), reason=reason,
@@ -312,8 +312,9 @@ def pause(campaign_id: str, reason: str) -> None:
 def resume(campaign_id: str, reason: str) -> None:
     """Undo a pause: the campaign goes back to where its dates put it now (open,
     scheduled or closed)."""
-    from ..campaign_views import local_text
-    from ..lifecycle import CLOSED, SCHEDULED, resume as resume_campaign
+    from promo_engine.campaigns.lifecycle import CLOSED, SCHEDULED
+    from promo_engine.campaigns.lifecycle import resume as resume_campaign
+    from promo_engine.core.campaign_views import local_text
 
     def act(session, now):
         return resume_campaign(session, campaign_id, actor=operator(), reason=reason, now=now)
@@ -330,11 +331,12 @@ def _steer(campaign_id: str, act, verb: str):  # verb: "pause" or "resume"
     (starts_at, ends_at, timezone)."""
     from sqlalchemy import select
 
-    from ..config import Settings
-    from ..database import run_in_transaction
-    from ..extensions import db
-    from ..lifecycle import PAUSED, ensure_program_state
-    from ..models import CampaignRecord, ProgramState
+    from promo_engine.campaigns.lifecycle import PAUSED
+    from promo_engine.config import Settings
+    from promo_engine.ledger.database import run_in_transaction
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord, ProgramState
+    from promo_engine.ledger.program_state import ensure_program_state
 
     settings = Settings.from_env()
     with _database_errors(), _database(settings) as app:
@@ -379,10 +381,10 @@ def history(campaign_id: str, as_json: bool) -> None:
     zone), from and to, who, and why."""
     from sqlalchemy import select
 
-    from ..campaign_views import NOTHING, local_time, rfc3339_local
-    from ..config import Settings
-    from ..extensions import db
-    from ..models import CampaignAudit, CampaignRecord
+    from promo_engine.config import Settings
+    from promo_engine.core.campaign_views import NOTHING, local_time, rfc3339_local
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignAudit, CampaignRecord
 
     settings = Settings.from_env()
     with _database_errors(), _database(settings) as app:

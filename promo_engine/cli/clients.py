@@ -7,10 +7,10 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from .. import schema
-from ..config import Settings
-from . import main
-from .db import fail_unreachable
+from promo_engine.cli import main
+from promo_engine.cli.db import fail_unreachable
+from promo_engine.config import Settings
+from promo_engine.ledger import schema
 
 
 @main.group("clients")
@@ -24,7 +24,7 @@ def clients_group() -> None:
               help='Print exactly {"key_id": "...", "secret": "..."}.')
 def create_command(name: str, as_json: bool) -> None:
     """Create a client; its secret is printed this once and cannot be shown again."""
-    from ..api_clients import create_client
+    from promo_engine.ledger.api_clients import create_client
     if not name.strip() or len(name.strip()) > 200:
         raise click.BadParameter("1-200 characters", param_hint="NAME")
     app = _app()
@@ -42,7 +42,7 @@ def create_command(name: str, as_json: bool) -> None:
 @clients_group.command("list")
 def list_command() -> None:
     """List clients (never their secrets)."""
-    from ..api_clients import list_clients
+    from promo_engine.ledger.api_clients import list_clients
     app = _app()
     with app.app_context():
         for client in list_clients():
@@ -56,7 +56,7 @@ def list_command() -> None:
 @click.argument("key_id")
 def revoke_command(key_id: str) -> None:
     """Revoke a client: running servers refuse its requests within a second."""
-    from ..api_clients import revoke_client
+    from promo_engine.ledger.api_clients import revoke_client
     app = _app()
     with app.app_context():
         revoked = revoke_client(key_id)
@@ -68,7 +68,7 @@ def revoke_command(key_id: str) -> None:
 
 def _app():
     """The app on DATABASE_URL, once its schema is known to be current."""
-    from ..app import create_app
+    from promo_engine.app import create_app
     settings = Settings.from_env()
     try:
         current = schema.current_revision(settings.database_url)

@@ -9,12 +9,12 @@ import threading
 
 import click
 
-from ..config import Settings
-from ..consumer_options import (DEAD_LETTER_SUFFIX, DEFAULT_BATCH, DEFAULT_BLOCK_MS,
-                                DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLIENT, DEFAULT_GROUP,
-                                DEFAULT_STREAM, ConsumerOptions, default_consumer_name)
-from . import main
-from .scheduler import LOG_FORMAT, _require_current_schema
+from promo_engine.cli import main
+from promo_engine.cli.scheduler import LOG_FORMAT, _require_current_schema
+from promo_engine.config import Settings
+from promo_engine.consumer.options import (DEAD_LETTER_SUFFIX, DEFAULT_BATCH, DEFAULT_BLOCK_MS,
+                                           DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLIENT, DEFAULT_GROUP,
+                                           DEFAULT_STREAM, ConsumerOptions, default_consumer_name)
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 # A blocking XREADGROUP answers after --block-ms; the socket waits that long and then some.
@@ -89,11 +89,12 @@ def consume_command(stream: str, group: str, consumer: str | None, client_id: st
 
     import redis
 
-    from ..app import create_app, promo_service
-    from ..consumer import StreamConsumer
-    from ..extensions import db
-    from ..metrics import metrics
-    from ..registry import build_registry
+    from promo_engine.app import create_app
+    from promo_engine.consumer.stream import StreamConsumer
+    from promo_engine.core.registry import build_registry
+    from promo_engine.ledger.extensions import db
+    from promo_engine.metrics import metrics
+    from promo_engine.service import promo_service
     options = ConsumerOptions(stream=stream, group=group,
                               consumer=consumer or default_consumer_name(),
                               client_id=client_id, batch=batch, block_ms=block_ms,

@@ -6,9 +6,9 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from .. import schema
-from ..config import Settings
-from . import main
+from promo_engine.cli import main
+from promo_engine.config import Settings
+from promo_engine.ledger import schema
 
 
 @main.group("db")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import click
 
-from . import main
+from promo_engine.cli import main
 
 url_option = click.option("--url", envvar="PROMO_URL", default="http://127.0.0.1:8000",
                           show_default=True, help="base URL of the service (env PROMO_URL)")
@@ -52,7 +52,7 @@ def send(event: str, url: str, key: str, secret: str) -> None:
 
     A missing event_id is generated and a missing occurred_at is set to now.
     """
-    from ..client import PromoClient
+    from promo_engine.client import PromoClient
     body = _read_event(event)
     body.setdefault("event_id", "evt_" + uuid.uuid4().hex[:16])
     body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -66,7 +66,7 @@ def send(event: str, url: str, key: str, secret: str) -> None:
 @secret_option
 def quote(event: str, url: str, key: str, secret: str) -> None:
     """Post EVENT to /v1/quote: what it would earn now, recording nothing."""
-    from ..client import PromoClient
+    from promo_engine.client import PromoClient
     body = _read_event(event)
     body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _show(PromoClient(url, key, secret).quote(body))
@@ -80,5 +80,5 @@ def quote(event: str, url: str, key: str, secret: str) -> None:
 @secret_option
 def points(user_id: str, limit: int | None, url: str, key: str, secret: str) -> None:
     """Show USER_ID's points balance and latest ledger entries."""
-    from ..client import PromoClient
+    from promo_engine.client import PromoClient
     _show(PromoClient(url, key, secret).points(user_id, limit))

@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from . import main
-from .clients import _app
+from promo_engine.cli import main
+from promo_engine.cli.clients import _app
 
 
 def _read_password() -> str:

@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from . import main
-from .clients import _app
+from promo_engine.cli import main
+from promo_engine.cli.clients import _app
 
 
 @main.command("reconcile")
@@ -19,9 +19,9 @@ def reconcile_command(offline: bool) -> None:
     With REDIS_URL the leading scheduler does this every PROMO_RECONCILE_SECONDS; run it by
     hand after restoring Redis from a backup, or before switching workers between running
     with and without Redis (see docs/runbook.md)."""
-    from ..app import promo_service
-    from ..reconcile import reconcile
-    from ..reservations import NotReady
+    from promo_engine.campaigns.reconcile import reconcile
+    from promo_engine.coordination.reservations import NotReady
+    from promo_engine.service import promo_service
     app = _app()
     with app.app_context():
         service = promo_service(app)

@@ -10,11 +10,11 @@ import threading
 import click
 from sqlalchemy.exc import OperationalError
 
-from .. import schema
-from ..config import Settings
-from ..scheduler import LEASE_KEY_ENV, LEASE_MS_ENV, LeaseSettings
-from . import main
-from .db import fail_unreachable
+from promo_engine.campaigns.scheduler import LEASE_KEY_ENV, LEASE_MS_ENV, LeaseSettings
+from promo_engine.cli import main
+from promo_engine.cli.db import fail_unreachable
+from promo_engine.config import Settings
+from promo_engine.ledger import schema
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 PARENT_CHECK_SECONDS = 0.5
@@ -44,9 +44,9 @@ def scheduler_command(embedded: bool) -> None:
     if not embedded:
         _require_current_schema(settings.database_url)
 
-    from ..app import create_app
-    from ..registry import build_registry, get_plugin_manager
-    from ..scheduler import CampaignScheduler, redis_lease
+    from promo_engine.app import create_app
+    from promo_engine.campaigns.scheduler import CampaignScheduler, redis_lease
+    from promo_engine.core.registry import build_registry, get_plugin_manager
     pm = get_plugin_manager()
     app = create_app(settings, registry=build_registry(pm))
     lease = redis_lease(settings.redis_url, lease_settings) if settings.redis_url else None
@@ -68,7 +68,7 @@ def scheduler_command(embedded: bool) -> None:
     finally:
         scheduler.stop()
         with app.app_context():
-            from ..extensions import db
+            from promo_engine.ledger.extensions import db
             db.engine.dispose()
     click.echo("promo-engine: scheduler stopped", err=True)
 

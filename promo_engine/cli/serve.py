@@ -27,12 +27,12 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.util import is_ipv6
 
-from .. import metrics as promo_metrics
-from ..config import Settings
-from . import main
-from .db import upgrade_or_exit
+from promo_engine import metrics as promo_metrics
+from promo_engine.cli import main
+from promo_engine.cli.db import upgrade_or_exit
+from promo_engine.config import Settings
 
-WORKER_CLASS = "promo_engine.gunicorn_worker.JsonErrorThreadWorker"
+WORKER_CLASS = "promo_engine.api.gunicorn_worker.JsonErrorThreadWorker"
 THREADS_PER_WORKER = 8
 GRACEFUL_TIMEOUT_SECONDS = 30
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -148,7 +148,7 @@ class PromoServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        from ..app import create_app
+        from promo_engine.app import create_app
         return create_app(self.settings)
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from ..campaign_type import CampaignType
-from ..event import ACTIVATION, PAYMENT
-from ..hookspecs import hookimpl
-from ..money import format_amount
-from ..params import Money, StrictInteger
-from ..rewards import CASHBACK, VOUCHER, money_reward, points_reward
+from promo_engine.core.campaign_type import CampaignType
+from promo_engine.core.event import ACTIVATION, PAYMENT
+from promo_engine.core.hookspecs import hookimpl
+from promo_engine.core.money import format_amount
+from promo_engine.core.params import Money, StrictInteger
+from promo_engine.core.rewards import CASHBACK, VOUCHER, money_reward, points_reward
 
 ON_ACTIVATION = "activation"
 ON_FIRST_PAYMENT = "first_payment"

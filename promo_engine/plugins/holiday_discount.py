@@ -5,12 +5,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import RAISE, Schema, ValidationError, validates_schema
 
-from ..campaign_type import CampaignType
-from ..event import PAYMENT
-from ..hookspecs import hookimpl
-from ..money import format_amount, quantum
-from ..params import ExactDecimal, Money
-from ..rewards import DISCOUNT, money_reward
+from promo_engine.core.campaign_type import CampaignType
+from promo_engine.core.event import PAYMENT
+from promo_engine.core.hookspecs import hookimpl
+from promo_engine.core.money import format_amount, quantum
+from promo_engine.core.params import ExactDecimal, Money
+from promo_engine.core.rewards import DISCOUNT, money_reward
 
 HUNDRED = Decimal(100)
 

@@ -5,11 +5,11 @@ from decimal import ROUND_FLOOR, Decimal
 
 from marshmallow import RAISE, Schema, ValidationError
 
-from ..campaign_type import CampaignType
-from ..event import PAYMENT
-from ..hookspecs import hookimpl
-from ..params import ExactDecimal
-from ..rewards import points_reward
+from promo_engine.core.campaign_type import CampaignType
+from promo_engine.core.event import PAYMENT
+from promo_engine.core.hookspecs import hookimpl
+from promo_engine.core.params import ExactDecimal
+from promo_engine.core.rewards import points_reward
 
 STACKING_GROUP = "points_multiplier"
 

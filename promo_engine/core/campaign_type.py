@@ -1,0 +1,63 @@
+"""The base a campaign-type plugin builds on, and what its evaluator is given.
+
+A type is compiled once per campaign when campaigns are loaded; the evaluator it returns
+is a plain callable on the hot path, so pluggy's dispatch never runs per event.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional
+
+from marshmallow import Schema
+
+from promo_engine.core.campaign import Campaign
+from promo_engine.core.event import Event
+from promo_engine.core.rewards import Reward
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What the ledger knows of a user before this event (the counts exclude it)."""
+    user_id: str
+    activations: int = 0
+    payments: int = 0
+    points_balance: int = 0
+    # campaign id -> rewards granted and not fully refunded
+    campaign_uses: Mapping[str, int] = field(default_factory=dict)
+    # (campaign id, local calendar day) -> rewards granted that day
+    daily_uses: Mapping[tuple[str, date], int] = field(default_factory=dict)
+
+
+class EvaluationContext(NamedTuple):
+    event: Event
+    user: UserState
+    base_points: int  # what the payment earns before any campaign (0 for other events)
+
+
+Evaluator = Callable[[EvaluationContext], Optional[Reward]]
+
+
+class CampaignType:
+    """Subclass this, set `name` and `params_schema`, and implement `compile`.
+
+    Register an instance from the `promo_campaign_types` hook.
+    """
+    name: ClassVar[str] = ""
+    params_schema: ClassVar[type[Schema]]
+
+    def triggers(self, params: Mapping[str, Any]) -> frozenset[str]:
+        """The event types that can earn this campaign's reward."""
+        raise NotImplementedError
+
+    def reward_unit(self, params: Mapping[str, Any]) -> str:
+        """'points' or 'money': which kind of budget the campaign may carry."""
+        raise NotImplementedError
+
+    def compile(self, campaign: Campaign) -> Evaluator:
+        """Return the evaluator for one campaign (its params already validated)."""
+        raise NotImplementedError
+
+    def summary(self, params: Mapping[str, Any], currency: str) -> str:
+        """One line for people, e.g. '15% off, at most 30.00 CNY'."""
+        return self.name

@@ -1,0 +1,181 @@
+"""Tables of the ledger of record: campaigns and their usage, users, events, rewards.
+
+Rewards are append-only: a refund adds reversal rows, it never edits a granted reward.
+Money is stored in integer minor units of `currency`.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer,
+                        PrimaryKeyConstraint, String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from promo_engine.ledger.extensions import db
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BIGINT elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(db.TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) too."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class CampaignRecord(db.Model):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    # scheduled | open | paused | closed | retired; only `open` campaigns give rewards
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    source: Mapped[str] = mapped_column(String(16), default="yaml")  # yaml | portal
+    spec: Mapped[dict] = mapped_column(JSON)  # the campaign document, timezone filled in
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CampaignUsage(db.Model):
+    """Shared counters of a campaign, changed only by guarded updates."""
+    __tablename__ = "campaign_usage"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units or points
+    redemptions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProgramState(db.Model):
+    """One row: a revision bumped by every campaign change, which workers poll."""
+    __tablename__ = "program_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaigns_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The highest scheduler lease token that has acted: a deposed leader, holding a lower
+    # token, finds it higher than its own and may not act (fencing).
+    scheduler_fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Random, made with the row: the program whose counters a Redis prefix holds (see
+    # reservations.py), so that two databases never share one prefix's counters.
+    program_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class RedisCounterPrefix(db.Model):
+    """A Redis prefix this database has begun counting budgets under (`counter_epochs.py`):
+    only a prefix missing here, with an empty ledger, starts its counters without waiting."""
+    __tablename__ = "redis_counter_prefixes"
+
+    prefix: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignAudit(db.Model):
+    """Every status change of a campaign: who, what, when and why. Append-only."""
+    __tablename__ = "campaign_audit"
+    __table_args__ = (Index("ix_campaign_audit_campaign_id_id", "campaign_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # None: created
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(120))  # "scheduler", "cli", "portal:<login>"
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UserRecord(db.Model):
+    """Locked (FOR UPDATE) by each event of the user, which serialises that user's events."""
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activations: Mapped[int] = mapped_column(Integer, default=0)
+    payments: Mapped[int] = mapped_column(Integer, default=0)
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UserCampaignUsage(db.Model):
+    __tablename__ = "user_campaign_usage"
+    # Keyed by user first: every event reads all of its user's counters (an index range,
+    # not a scan of the table).
+    __table_args__ = (PrimaryKeyConstraint("user_id", "campaign_id"),)
+
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UserCampaignDailyUsage(db.Model):
+    __tablename__ = "user_campaign_daily_usage"
+    # Keyed by user, then day: every event reads its user's counters of the days around it.
+    __table_args__ = (PrimaryKeyConstraint("user_id", "day", "campaign_id"),)
+
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[datetime] = mapped_column(Date)  # campaign-local day
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventRecord(db.Model):
+    """An accepted event and its idempotency record: the stored response is replayed."""
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("client_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    merchant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    original_event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), nullable=True)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # payments only
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[str] = mapped_column(Text)  # the exact JSON body first returned
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RewardRecord(db.Model):
+    __tablename__ = "rewards"
+    __table_args__ = (Index("ix_rewards_user_id_id", "user_id", "id"),
+                      Index("ix_rewards_campaign_id_created_at", "campaign_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reward_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    voucher_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    voucher_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    local_day: Mapped[datetime | None] = mapped_column(Date, nullable=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("rewards.id"), nullable=True,
+                                                    index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
