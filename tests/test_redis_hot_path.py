@@ -100,7 +100,7 @@ def test_counters_are_built_from_the_ledger_when_redis_has_none(app, wallet, red
 
 def test_an_event_waits_briefly_for_another_workers_counter_build(app, wallet, redis_client,
                                                                   redis_prefix, monkeypatch):
-    from promo_engine.ledger import recorder as ledger
+    from promo_engine.ledger import reserving as ledger
     wallet.event(**payment("p1", "50.00", user_id="a"))
     redis_client.delete(f"{redis_prefix}:usage:tenner")
     redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)
@@ -119,7 +119,7 @@ def test_an_event_waits_briefly_for_another_workers_counter_build(app, wallet, r
 
 def test_a_counter_build_that_takes_long_answers_503(app, wallet, redis_client, redis_prefix,
                                                      monkeypatch):
-    from promo_engine.ledger import recorder as ledger
+    from promo_engine.ledger import reserving as ledger
     wallet.event(**payment("p1", "50.00", user_id="a"))
     redis_client.delete(f"{redis_prefix}:usage:tenner")
     redis_client.set(f"{redis_prefix}:building", "another-worker", px=30_000)

@@ -17,7 +17,7 @@ from promo_engine.api.schemas import ID_MESSAGE, ID_PATTERN
 from promo_engine.coordination.reservations import NotReady
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import EventRecord, RewardRecord, UserRecord
-from promo_engine.ledger.recorder import dumps, iso
+from promo_engine.ledger.responses import dumps, iso
 from promo_engine.metrics import metrics
 from promo_engine.service import promo_service
 

@@ -16,7 +16,7 @@ from promo_engine.api.errors import ApiError
 from promo_engine.api.requests import canonical_body_hash
 from promo_engine.api.schemas import EventRequestSchema, QuoteRequestSchema, flatten_messages
 from promo_engine.core.event import Event
-from promo_engine.ledger.recorder import IdempotencyConflict, LedgerError, Recorded
+from promo_engine.ledger.outcomes import IdempotencyConflict, LedgerError, Recorded
 
 
 def request_schema(service, *, quote: bool = False) -> EventRequestSchema:

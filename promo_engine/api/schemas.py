@@ -313,7 +313,7 @@ def amount_pattern(currency: str, *, signed: bool = False, exact: bool = False) 
             f"|0\\.({'|'.join(fractions)}))$")
 
 
-# ---- responses (documentation for the OpenAPI description; bodies are built in ledger/recorder.py)
+# ---- responses (documentation for the OpenAPI description; bodies are built in ledger/responses.py)
 
 class VoucherSchema(Schema):
     code = fields.String(allow_none=True, required=True)

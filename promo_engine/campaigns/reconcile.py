@@ -19,7 +19,7 @@ from promo_engine.coordination.reservations import EpochMissing
 from promo_engine.ledger.database import run_in_transaction
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import CampaignRecord, CampaignUsage
-from promo_engine.ledger.recorder import ledger_usage
+from promo_engine.ledger.usage import ledger_usage
 
 log = logging.getLogger(__name__)
 

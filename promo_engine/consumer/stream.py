@@ -46,7 +46,7 @@ from promo_engine.api.requests import parse_json
 from promo_engine.config import MAX_BODY_BYTES
 from promo_engine.consumer.options import ConsumerOptions
 from promo_engine.coordination.reservations import NotReady
-from promo_engine.ledger.recorder import Recorded
+from promo_engine.ledger.outcomes import Recorded
 from promo_engine.metrics import metrics
 from promo_engine.service import promo_service
 

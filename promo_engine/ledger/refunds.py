@@ -1,0 +1,169 @@
+"""Refunds: the payment's rewards reversed in proportion to what has been refunded in all,
+the reversed budget given back to the campaigns, and, once the payment is refunded in full,
+its grants no longer counted against any limit.
+
+Apart from new events because a refund takes a different path through the database: no
+evaluation and no new user, but the payment's row locked and its rewards read back, through
+the ORM session in the recorder's transaction.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import select, update
+
+from promo_engine.coordination.reservations import Request, Reservation, Reservations
+from promo_engine.core import money
+from promo_engine.core.event import PAYMENT, Event
+from promo_engine.core.rewards import POINTS, Reward
+from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import (CampaignUsage, EventRecord, RewardRecord,
+                                        UserCampaignDailyUsage, UserCampaignUsage, UserRecord,
+                                        utcnow)
+from promo_engine.ledger.outcomes import LedgerError
+from promo_engine.ledger.responses import dumps, reward_json
+from promo_engine.ledger.reward_ids import new_reward_id
+
+
+def record_refund(client_id: str, event: Event, request_hash: str, *, currency: str,
+                  reservations: Reservations | None, held: list[Reservation]) -> str:
+    """Write the refund and its reversals (not committed); its response text.
+
+    With Redis, what goes back to the campaigns' counters is added to `held`, for the
+    recorder to confirm once committed."""
+    record = EventRecord(
+        client_id=client_id, event_id=event.event_id, type=event.type,
+        user_id=event.user_id, merchant_id=event.merchant_id,
+        amount_minor=money.to_minor(event.amount, currency),
+        currency=event.currency, occurred_at=event.occurred_at, refunded_minor=0,
+        request_hash=request_hash, response="", created_at=utcnow())
+    db.session.add(record)
+    db.session.flush()  # takes the (client_id, event_id) unique slot now
+    # The user's lock (refunds need neither a new user's row nor the campaign counters:
+    # a user without a row has no payment to refund).
+    user = db.session.execute(select(UserRecord).where(UserRecord.user_id == event.user_id)
+                              .with_for_update()).scalar_one_or_none()
+    if user is None:
+        raise _unknown_payment(event)
+    rewards = _reverse(record, event, currency, reservations, held)
+    user.points_balance += sum(r.points for r in rewards if r.points is not None)
+    body = {"event_id": event.event_id,
+            "rewards": [_stored_reward_json(r) for r in rewards],
+            "points_balance": user.points_balance}
+    record.response = dumps(body)
+    db.session.flush()
+    return record.response
+
+
+def _unknown_payment(event: Event) -> LedgerError:
+    return LedgerError("unknown_payment",
+                       f"no payment {event.original_event_id} of user {event.user_id}",
+                       field="original_event_id")
+
+
+def _reverse(refund: EventRecord, event: Event, currency: str,
+             reservations: Reservations | None, held: list[Reservation]) -> list[RewardRecord]:
+    """Reverse the payment's rewards in proportion to what has been refunded in all.
+
+    Each reversal is the rounded cumulative share minus what earlier refunds already
+    reversed, so once the whole payment is refunded every reward sums to exactly zero.
+    """
+    payment = db.session.execute(
+        select(EventRecord).where(EventRecord.client_id == refund.client_id,
+                                  EventRecord.event_id == event.original_event_id,
+                                  EventRecord.type == PAYMENT)
+        .with_for_update()).scalar_one_or_none()
+    if payment is None or payment.user_id != event.user_id:
+        raise _unknown_payment(event)
+    if payment.currency != event.currency:
+        raise LedgerError("validation_error",
+                          f"the payment was in {payment.currency}", field="currency")
+    refunded = payment.refunded_minor + refund.amount_minor
+    if refunded > payment.amount_minor:
+        left = money.from_minor(payment.amount_minor - payment.refunded_minor, currency)
+        raise LedgerError("refund_exceeds_payment",
+                          f"refunds would exceed the payment; at most {left} is left to refund",
+                          field="amount")
+    refund.original_event_id = payment.id
+    payment.refunded_minor = refunded
+    fully_refunded = refunded == payment.amount_minor
+    share = Decimal(refunded) / Decimal(payment.amount_minor)
+
+    granted = db.session.execute(
+        select(RewardRecord).where(RewardRecord.event_pk == payment.id,
+                                   RewardRecord.reverses_id.is_(None))
+        .order_by(RewardRecord.id)).scalars().all()
+    # PostgreSQL's SUM of BIGINT is NUMERIC: back to int before any arithmetic.
+    reversed_so_far = {reward_pk: int(total) for reward_pk, total in db.session.execute(
+        select(RewardRecord.reverses_id,
+               db.func.coalesce(db.func.sum(RewardRecord.points), 0)
+               + db.func.coalesce(db.func.sum(RewardRecord.amount_minor), 0))
+        .where(RewardRecord.reverses_id.in_([r.id for r in granted]))
+        .group_by(RewardRecord.reverses_id)).all()} if granted else {}
+
+    rows, now = [], utcnow()
+    returns: list[Request] = []  # to the campaigns' counters in Redis, once committed
+    for original in granted:
+        value = original.points if original.kind == POINTS else original.amount_minor
+        target = int((Decimal(value) * share).to_integral_value(ROUND_HALF_UP))
+        delta = target + reversed_so_far.get(original.id, 0)  # reversals are negative
+        if delta:
+            rows.append(RewardRecord(
+                reward_id=new_reward_id(), event_pk=refund.id, user_id=event.user_id,
+                campaign_id=original.campaign_id, kind=original.kind,
+                points=-delta if original.kind == POINTS else None,
+                amount_minor=None if original.kind == POINTS else -delta,
+                currency=original.currency, voucher_code=original.voucher_code,
+                voucher_expires_at=original.voucher_expires_at,
+                local_day=original.local_day, reverses_id=original.id, created_at=now))
+            if original.campaign_id is not None and reservations is None:
+                # Reversed money (or points) goes back to the campaign's budget.
+                db.session.execute(
+                    update(CampaignUsage).where(CampaignUsage.campaign_id == original.campaign_id)
+                    .values(spent=CampaignUsage.spent - delta)
+                    .execution_options(synchronize_session=False))
+        if original.campaign_id is not None:
+            freed = fully_refunded
+            if freed:
+                _free_limits(original, event.user_id, reservations)
+            if delta or freed:
+                returns.append(Request(original.campaign_id, -delta, -int(freed), None, None))
+    if returns and reservations is not None:
+        held.append(reservations.intend_refund(returns))
+    db.session.add_all(rows)
+    db.session.flush()
+    return rows
+
+
+def _free_limits(original: RewardRecord, user_id: str,
+                 reservations: Reservations | None) -> None:
+    """A fully refunded payment no longer counts against the campaign's limits."""
+    if reservations is None:
+        db.session.execute(update(CampaignUsage)
+                           .where(CampaignUsage.campaign_id == original.campaign_id)
+                           .values(redemptions=CampaignUsage.redemptions - 1)
+                           .execution_options(synchronize_session=False))
+    db.session.execute(update(UserCampaignUsage)
+                       .where(UserCampaignUsage.campaign_id == original.campaign_id,
+                              UserCampaignUsage.user_id == user_id)
+                       .values(uses=UserCampaignUsage.uses - 1)
+                       .execution_options(synchronize_session=False))
+    if original.local_day is not None:
+        db.session.execute(update(UserCampaignDailyUsage)
+                           .where(UserCampaignDailyUsage.campaign_id == original.campaign_id,
+                                  UserCampaignDailyUsage.user_id == user_id,
+                                  UserCampaignDailyUsage.day == original.local_day)
+                           .values(uses=UserCampaignDailyUsage.uses - 1)
+                           .execution_options(synchronize_session=False))
+
+
+def _stored_reward_json(row: RewardRecord) -> dict:
+    """A reward row (here, a reversal) as the API shows it."""
+    amount = money.from_minor(row.amount_minor, row.currency) if row.amount_minor is not None else None
+    reward = Reward(kind=row.kind, campaign_id=row.campaign_id, points=row.points,
+                    amount=amount, currency=row.currency)
+    reverses = None
+    if row.reverses_id is not None:
+        reverses = db.session.get(RewardRecord, row.reverses_id).reward_id
+    return reward_json(reward, reward_id=row.reward_id, voucher_code=row.voucher_code,
+                       voucher_expires_at=row.voucher_expires_at, reverses=reverses)

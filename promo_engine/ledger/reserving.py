@@ -1,0 +1,81 @@
+"""Room in the campaign-wide limits when Redis holds them: one reservation per event, made
+in one round trip after evaluation, and the counters it needs built from the ledger when
+Redis has none.
+
+The recorder gives a reservation back if its transaction fails and confirms it once the
+transaction committed; this module makes it, and refuses to commit on one past its deadline.
+"""
+from __future__ import annotations
+
+import time
+
+from promo_engine.coordination.reservations import NotReady, Reservation, Reservations
+from promo_engine.core.campaign_type import UserState
+from promo_engine.core.engine import Decision, RulesEngine
+from promo_engine.core.event import Event
+from promo_engine.ledger.gates import CollectingGate
+from promo_engine.ledger.usage import ledger_usage
+
+BUILD_WAIT_SECONDS, BUILD_WAIT_STEPS = 0.02, 50  # for another worker's counter build: 1 s
+
+
+class ReservationExpired(NotReady):
+    """The transaction outlived its reservation's deadline, so it must not commit: after the
+    deadline reconciliation may already have given that budget back."""
+
+    def __init__(self):
+        super().__init__(retry_after_ms=1000)
+
+
+def refuse_expired(held: list[Reservation]) -> None:
+    """Called just before the commit: after its deadline a reservation may already have
+    been given back by reconciliation, so the event must not commit on it."""
+    if any(reservation.expired() for reservation in held):
+        raise ReservationExpired()
+
+
+def evaluate_reserving(reservations: Reservations, minor_digits: int, event: Event,
+                       state: UserState, engine: RulesEngine,
+                       held: list[Reservation]) -> Decision:
+    """Evaluate as if every limited reward fitted, then reserve them all in one round
+    trip. A campaign without room is evaluated again as full, which may let others in
+    (a lower-priority campaign after a full exclusive one, the next multiplier of a
+    group): each round marks at least one more campaign full, so this ends."""
+    full: set[str] = set()
+    built_counters = False
+    while True:
+        gate = CollectingGate(minor_digits, full)
+        decision = engine.evaluate(event, state, gate)
+        if not gate.requests:
+            return decision
+        outcome = reservations.reserve(gate.requests)
+        if outcome.reservation is not None:
+            held.append(outcome.reservation)
+            return decision
+        if outcome.missing:
+            if built_counters:  # built and gone again: Redis is restarting
+                raise NotReady(reservations.settle_ms)
+            built_counters = build_missing_counters(reservations, outcome.missing)
+            continue
+        full |= outcome.full
+
+
+def build_missing_counters(reservations: Reservations, campaign_ids) -> bool:
+    """Counters for campaigns Redis has none for (new, or Redis lost its data). False
+    when another worker was building: its build takes milliseconds, so this one waits
+    a little and tries the reservation again rather than answer 503."""
+    token = reservations.try_build()
+    if token is None:
+        for _ in range(BUILD_WAIT_STEPS):
+            time.sleep(BUILD_WAIT_SECONDS)
+            if not reservations.building():
+                return False
+        raise NotReady(1000, "counters_building")  # a long build (a large ledger)
+    try:
+        t0 = reservations.clock_ms()
+        if reservations.rebuild(t0, ledger_usage(campaign_ids), only_missing=True) < 0:
+            # the ledger read took too long to be used safely
+            raise NotReady(1000, "counters_building")
+    finally:
+        reservations.built(token)
+    return True
