@@ -123,7 +123,8 @@ def drop_database(url: str) -> None:
 
 def apply(app, documents: list[dict]) -> float:
     from promo_engine.campaigns.files import LoadedCampaign
-    from promo_engine.campaigns.schema import canonical_spec, load_campaign
+    from promo_engine.campaigns.schema import load_campaign
+    from promo_engine.campaigns.spec import canonical_spec
     from promo_engine.campaigns.store import apply_campaigns
     from promo_engine.service import promo_service
     started = time.perf_counter()

@@ -17,8 +17,9 @@ from sqlalchemy import select
 from merchant_portal.models import APPROVED, DRAFT, PENDING, REJECTED, MerchantOffer, PortalLogin
 from promo_engine.campaigns.lifecycle import (OPEN, PAUSED, RETIRED, SCHEDULED, bump_revision,
                                               record_audit, resume, status_at, transition)
-from promo_engine.campaigns.schema import (CampaignInvalid, canonical_spec, flatten_messages,
-                                           load_campaign, spec_hash)
+from promo_engine.campaigns.schema import load_campaign
+from promo_engine.campaigns.schema_errors import CampaignInvalid, flatten_messages
+from promo_engine.campaigns.spec import canonical_spec, spec_hash
 from promo_engine.campaigns.store import ApplyError, _refuse_unit_change
 from promo_engine.ledger.database import run_in_transaction
 from promo_engine.ledger.extensions import db

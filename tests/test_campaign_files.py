@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promo_engine.campaigns.files import LoadedCampaign, Problem, load_paths
-from promo_engine.campaigns.schema import canonical_spec
+from promo_engine.campaigns.spec import canonical_spec
 from promo_engine.core.campaign import Window
 from promo_engine.core.registry import build_registry, get_plugin_manager
 

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from promo_engine.campaigns.schema import (NULL_MESSAGE, CampaignInvalid, canonical_spec,
-                                           load_campaign, spec_hash)
+from promo_engine.campaigns.schema import NULL_MESSAGE, load_campaign
+from promo_engine.campaigns.schema_errors import CampaignInvalid
+from promo_engine.campaigns.spec import canonical_spec, spec_hash
 from promo_engine.core import params
 from promo_engine.core.campaign import Budget, Campaign, Conditions, Limits, Window
 from promo_engine.core.registry import build_registry, get_plugin_manager

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from promo_engine.campaigns import store as campaign_store
 from promo_engine.campaigns.files import LoadedCampaign
-from promo_engine.campaigns.schema import canonical_spec, load_campaign, spec_hash
+from promo_engine.campaigns.schema import load_campaign
+from promo_engine.campaigns.spec import canonical_spec, spec_hash
 from promo_engine.campaigns.store import (ApplyError, ApplyReport, apply_campaigns,
                                           campaigns_revision, load_open_campaigns)
 from promo_engine.core.registry import Registry, build_registry, get_plugin_manager

@@ -19,7 +19,8 @@ from promo_engine import hookimpl
 from promo_engine.campaigns.files import LoadedCampaign
 from promo_engine.campaigns.lifecycle import PAUSED, check_fence, resume, transition
 from promo_engine.campaigns.scheduler import CampaignScheduler, LeaseSettings, plan_jobs
-from promo_engine.campaigns.schema import canonical_spec, load_campaign
+from promo_engine.campaigns.schema import load_campaign
+from promo_engine.campaigns.spec import canonical_spec
 from promo_engine.campaigns.store import apply_campaigns, campaigns_revision
 from promo_engine.config import ConfigError
 from promo_engine.core.campaign import Campaign

@@ -93,7 +93,8 @@ def apply_staggered(app, count: int, first: datetime, spread: float, length: flo
     """`count` campaigns starting over `spread` seconds from `first` (every third at the
     same instant), each open `length` seconds, written in local time of several zones."""
     from promo_engine.campaigns.files import LoadedCampaign
-    from promo_engine.campaigns.schema import canonical_spec, load_campaign
+    from promo_engine.campaigns.schema import load_campaign
+    from promo_engine.campaigns.spec import canonical_spec
     from promo_engine.campaigns.store import apply_campaigns
     from promo_engine.service import promo_service
     instants, loaded = {}, []

@@ -18,8 +18,9 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
-from promo_engine.campaigns.schema import (ID_PATTERN, CampaignInvalid, canonical_spec,
-                                           flatten_messages, format_path, load_campaign, spec_hash)
+from promo_engine.campaigns.schema import ID_PATTERN, load_campaign
+from promo_engine.campaigns.schema_errors import CampaignInvalid, flatten_messages, format_path
+from promo_engine.campaigns.spec import canonical_spec, spec_hash
 from promo_engine.core.campaign import Campaign
 
 SUFFIXES = (".yaml", ".yml")

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from promo_engine.campaigns.files import LoadedCampaign
 from promo_engine.campaigns.lifecycle import (OPEN, PAUSED, RETIRED, bump_revision, record_audit,
                                               status_at)
-from promo_engine.campaigns.schema import load_campaign, spec_hash
+from promo_engine.campaigns.schema import load_campaign
+from promo_engine.campaigns.spec import spec_hash
 from promo_engine.core.campaign import Campaign
 from promo_engine.ledger.database import run_in_transaction
 from promo_engine.ledger.extensions import db
