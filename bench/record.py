@@ -44,9 +44,11 @@ if str(ROOT) not in sys.path:  # runnable as `python bench/record.py` from anywh
     sys.path.insert(0, str(ROOT))
 
 from bench import bare_app  # noqa: E402
-from bench.load import (PG_ADMIN_URL, REDIS_URL, SECRET_KEY, ZONE, Database,  # noqa: E402
-                        campaign_yaml, cleanup_redis, cli_command, connect_services, payment_body,
-                        redis_prefix, run_cli, spread_campaign, spread_merchant)
+from bench.load_requests import payment_body  # noqa: E402
+from bench.load_setup import (PG_ADMIN_URL, REDIS_URL, SECRET_KEY, ZONE, Database,  # noqa: E402
+                              campaign_yaml, cleanup_redis, connect_services, redis_prefix,
+                              run_cli, spread_campaign, spread_merchant)
+from bench.processes import cli_command  # noqa: E402
 
 CLIENT_ID = "bench-record"
 ROUNDS, PER_ROUND = 10, 500

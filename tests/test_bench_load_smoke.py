@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from bench.load_requests import check_response
 from conftest import BENCH_DIR, PG_ADMIN_URL, bench_script, service_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -81,18 +82,18 @@ def test_quick_run_prints_the_tables_with_no_errors(services, tmp_path):
     assert "dropped" in out
 
 
-def test_a_wrong_answer_is_an_error(bench):
+def test_a_wrong_answer_is_an_error():
     event_id, campaign = "e-1", "ldtag-spread-001"
     good = (b'{"event_id": "e-1", "rewards": [{"campaign_id": null, "kind": "points", '
             b'"points": 12}, {"campaign_id": "ldtag-spread-001", "kind": "discount", '
             b'"amount": "1.20", "currency": "CNY"}], "points_balance": 12}')
-    assert bench.check_response(201, good, event_id, campaign) is None
-    assert bench.check_response(503, b'{"error": {}}', event_id, campaign).startswith("status 503")
-    assert bench.check_response(200, good, event_id, campaign).startswith("status 200")
-    assert "another event" in bench.check_response(201, good, "e-2", campaign)
-    assert "without the reward" in bench.check_response(201, good, event_id, "ldtag-hot")
-    assert "not JSON" in bench.check_response(201, b"<html>", event_id, None)
-    assert bench.check_response(201, b'{"event_id": "e-1", "id": 7}', event_id, None) is None
+    assert check_response(201, good, event_id, campaign) is None
+    assert check_response(503, b'{"error": {}}', event_id, campaign).startswith("status 503")
+    assert check_response(200, good, event_id, campaign).startswith("status 200")
+    assert "another event" in check_response(201, good, "e-2", campaign)
+    assert "without the reward" in check_response(201, good, event_id, "ldtag-hot")
+    assert "not JSON" in check_response(201, b"<html>", event_id, None)
+    assert check_response(201, b'{"event_id": "e-1", "id": 7}', event_id, None) is None
 
 
 def test_percentiles_are_nearest_rank(bench):

@@ -11,6 +11,10 @@ from decimal import Decimal
 
 import pytest
 
+from bench.evaluate_crosscheck import Mismatch, Totals, compile_engine, cross_check, engine_outcome
+from bench.evaluate_data import (SCALING_CANDIDATES, make_campaigns, make_events, make_merchants,
+                                 make_scaling_campaigns)
+from bench.evaluate_floor import Floor
 from promo_engine.core.campaign_type import UserState
 
 from conftest import bench_script
@@ -24,12 +28,12 @@ def bench():
 
 def totals_of_both(bench, campaigns, events):
     """Reward totals from the engine and from the floor, each on its own."""
-    engine = bench.compile_engine(campaigns)
-    floor = bench.Floor(campaigns)
+    engine = compile_engine(campaigns)
+    floor = Floor(campaigns)
     user = UserState(user_id="u_test")
-    from_engine, from_floor = bench.Totals(), bench.Totals()
+    from_engine, from_floor = Totals(), Totals()
     for event in events:
-        from_engine.add(bench.engine_outcome(engine.evaluate(event, user)))
+        from_engine.add(engine_outcome(engine.evaluate(event, user)))
         from_floor.add(floor.evaluate(event))
     return from_engine, from_floor
 
@@ -49,9 +53,9 @@ def test_benchmark_runs_with_tiny_sizes(bench, capsys):
 @pytest.mark.parametrize("size", [10, 300])
 def test_floor_and_engine_give_identical_reward_totals(bench, seed, size):
     rng = random.Random(seed)
-    merchants = bench.make_merchants(50, rng)
-    campaigns = bench.make_campaigns(size, merchants, rng)
-    events = bench.make_events(600, merchants, random.Random(seed + 1))
+    merchants = make_merchants(50, rng)
+    campaigns = make_campaigns(size, merchants, rng)
+    events = make_events(600, merchants, random.Random(seed + 1))
     from_engine, from_floor = totals_of_both(bench, campaigns, events)
     assert from_engine == from_floor
     assert from_engine.points > 0 and from_engine.grants > 0
@@ -61,39 +65,39 @@ def test_floor_and_engine_give_identical_reward_totals(bench, seed, size):
 def test_floor_and_engine_agree_with_many_exclusive_campaigns(bench, seed):
     # Exclusive discounts and multipliers among stacked ones: the order rules at work.
     rng = random.Random(seed)
-    merchants = bench.make_merchants(20, rng)
-    campaigns = bench.make_campaigns(200, merchants, rng, exclusive_share=0.3)
-    events = bench.make_events(800, merchants, random.Random(seed + 1))
+    merchants = make_merchants(20, rng)
+    campaigns = make_campaigns(200, merchants, rng, exclusive_share=0.3)
+    events = make_events(800, merchants, random.Random(seed + 1))
     from_engine, from_floor = totals_of_both(bench, campaigns, events)
     assert from_engine == from_floor
     assert from_engine.discount > Decimal(0)
     # and per event, not only in total
-    engine = bench.compile_engine(campaigns)
-    bench.cross_check(engine, bench.Floor(campaigns), events, UserState(user_id="u_test"))
+    engine = compile_engine(campaigns)
+    cross_check(engine, Floor(campaigns), events, UserState(user_id="u_test"))
 
 
 @pytest.mark.parametrize("size", [10, 41])
 def test_constant_candidates_setup_has_five_per_event(bench, size):
-    campaigns, merchants = bench.make_scaling_campaigns(size)
-    events = bench.make_events(200, merchants, random.Random(9))
-    engine = bench.compile_engine(campaigns)
+    campaigns, merchants = make_scaling_campaigns(size)
+    events = make_events(200, merchants, random.Random(9))
+    engine = compile_engine(campaigns)
     assert len(campaigns) == size
-    assert {len(engine.candidates(e)) for e in events} == {bench.SCALING_CANDIDATES}
+    assert {len(engine.candidates(e)) for e in events} == {SCALING_CANDIDATES}
     from_engine, from_floor = totals_of_both(bench, campaigns, events)
     assert from_engine == from_floor
 
 
 def test_cross_check_catches_a_floor_that_differs(bench):
     rng = random.Random(8)
-    merchants = bench.make_merchants(20, rng)
-    campaigns = bench.make_campaigns(100, merchants, rng)
-    events = bench.make_events(300, merchants, random.Random(9))
+    merchants = make_merchants(20, rng)
+    campaigns = make_campaigns(100, merchants, rng)
+    events = make_events(300, merchants, random.Random(9))
 
-    class LosesLastReward(bench.Floor):
+    class LosesLastReward(Floor):
         def evaluate(self, event):
             base, grants = super().evaluate(event)
             return base, grants[:-1]
 
-    with pytest.raises(bench.Mismatch):
-        bench.cross_check(bench.compile_engine(campaigns), LosesLastReward(campaigns), events,
-                          UserState(user_id="u_test"))
+    with pytest.raises(Mismatch):
+        cross_check(compile_engine(campaigns), LosesLastReward(campaigns), events,
+                    UserState(user_id="u_test"))

@@ -1,0 +1,53 @@
+"""The evaluation benchmark's report: the machine, the two tables and their targets.
+
+Targets (from the issue): engine events/s at least `RATIO_TARGET` of the floor's at every
+size; with constant candidates, engine time per event at the largest size at most
+`SCALING_TARGET` times that at the smallest. The print functions say whether each is met.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Sequence
+
+from bench.evaluate_timing import SizeResult
+from bench.machine import cpu_model, python_note
+
+RATIO_TARGET = 0.60
+SCALING_TARGET = 1.2
+
+
+def machine_note() -> str:
+    cpus = os.cpu_count()
+    pinned = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return (f"{python_note()}, {platform.system()} {platform.machine()}, {cpu_model()}, {cpus} CPUs"
+            + (f", pinned to CPU {','.join(map(str, pinned))}" if pinned and len(pinned) < (cpus or 0) else ""))
+
+
+def print_sizes(results: Sequence[SizeResult]) -> bool:
+    print(f"{'campaigns':>9} {'merchants':>9} {'cand/ev':>7} {'grants/ev':>9} "
+          f"{'engine ev/s':>12} {'floor ev/s':>11} {'engine/floor':>12}  target >= {RATIO_TARGET:.2f}")
+    ok = True
+    for r in results:
+        met = r.ratio >= RATIO_TARGET
+        ok &= met
+        print(f"{r.campaigns:>9,} {r.merchants:>9,} {r.candidates:>7.2f} {r.grants:>9.2f} "
+              f"{r.engine_eps:>12,.0f} {r.floor_eps:>11,.0f} {r.ratio:>12.2f}  "
+              f"{'met' if met else 'MISSED'}")
+    return ok
+
+
+def print_scaling(results: Sequence[SizeResult], label: str) -> bool:
+    print(f"{'campaigns':>9} {'merchants':>9} {'cand/ev':>7} {'grants/ev':>9} "
+          f"{'engine us/ev':>12} {'floor us/ev':>11} {'engine/floor':>12}")
+    for r in results:
+        print(f"{r.campaigns:>9,} {r.merchants:>9,} {r.candidates:>7.2f} {r.grants:>9.2f} "
+              f"{1e6 / r.engine_eps:>12.2f} {1e6 / r.floor_eps:>11.2f} {r.ratio:>12.2f}")
+    first, last = results[0], results[-1]
+    engine_scale = first.engine_eps / last.engine_eps
+    floor_scale = first.floor_eps / last.floor_eps
+    met = engine_scale <= SCALING_TARGET
+    print(f"{label}: time per event at {last.campaigns:,} / at {first.campaigns:,} campaigns: "
+          f"engine {engine_scale:.2f}x, floor {floor_scale:.2f}x  "
+          f"(target engine <= {SCALING_TARGET}x: {'met' if met else 'MISSED'})")
+    return met
