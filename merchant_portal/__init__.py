@@ -1,5 +1,9 @@
 """The merchant portal: a Flask blueprint at /portal/ where merchants draft offers and the
-bank approves them. `init_portal(app)` binds its extensions and registers it."""
+bank approves them. `init_portal(app)` binds its extensions and registers it.
+
+An interface on top, beside the API: it may import promo_engine's service and everything
+below it (and the API's error handling and address rules, which it shares).
+"""
 from __future__ import annotations
 
 import os

@@ -15,7 +15,7 @@ import-linter contracts enforce it):
 """
 import sys
 
-from promo_engine.core import campaign_type, event, money, params, registry, rewards
+from promo_engine.core import campaign_type, event, hookspecs, money, params, registry, rewards
 from promo_engine.core.campaign_type import CampaignType
 from promo_engine.core.hookspecs import hookimpl
 
@@ -24,6 +24,6 @@ __version__ = "0.1.0"
 
 # Plugins import these modules by the names they had before the core became a package
 # (`from promo_engine.campaign_type import CampaignType`): the same modules answer to both.
-for _module in (campaign_type, event, money, params, registry, rewards):
+for _module in (campaign_type, event, hookspecs, money, params, registry, rewards):
     sys.modules.setdefault(f"{__name__}.{_module.__name__.rpartition('.')[2]}", _module)
 del _module
