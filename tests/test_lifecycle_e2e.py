@@ -29,7 +29,7 @@ SECRET_KEY = "test-secret-key-0123456789"
 CLI = str(Path(sys.executable).with_name("promo-engine"))
 ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
             "PROMO_POINTS_PER_UNIT", "PROMETHEUS_MULTIPROC_DIR")
-LEAD = timedelta(seconds=8)  # from the apply to the start: the CLI has applied it by then, even on a busy machine
+LEAD = timedelta(seconds=8)  # from the apply to the start: applied by then, even when busy
 LENGTH = timedelta(seconds=5)
 # The scheduler opens within a second of the instant, and each worker reloads within a
 # second of that.
