@@ -194,7 +194,9 @@ def test_an_unknown_portal_url_gets_the_portals_own_page(app, accounts):
     page = portal.get("/portal/offers/9223372036854775808", headers={"Accept-Language": "zh"})
     assert (page.status_code, page.mimetype) == (404, "text/html")
     assert "这里什么也没有。" in page.text and 'lang="zh' in page.text
-    assert Portal(app).get("/portal/no-such-page").text.count("There is nothing here.") == 1
+    page = Portal(app).get("/portal/no-such-page")
+    assert page.text.count("There is nothing here.") == 1
+    assert '<footer class="footer">Rewards portal</footer>' in page.text  # nobody signed in
 
 
 def test_a_bug_in_a_portal_view_gets_the_portals_500_page(app, accounts, monkeypatch):
