@@ -318,7 +318,7 @@ def test_entry_point_plugin_with_a_misspelled_hook_fails_at_start(tmp_path, monk
 def test_promo_trace_hooks_logs_every_hook_call(monkeypatch, caplog):
     monkeypatch.setenv("PROMO_TRACE_HOOKS", "1")
     pm = get_plugin_manager(load_entry_points=False)
-    with caplog.at_level(logging.DEBUG, logger="promo_engine.core.registry"):
+    with caplog.at_level(logging.DEBUG, logger="promo_engine.registry"):  # docs/plugins.md
         build_registry(pm)
     traced = " ".join(record.getMessage() for record in caplog.records)
     assert "promo_campaign_types" in traced
@@ -328,7 +328,7 @@ def test_promo_trace_hooks_logs_every_hook_call(monkeypatch, caplog):
 def test_hook_calls_are_not_logged_without_promo_trace_hooks(monkeypatch, caplog):
     monkeypatch.delenv("PROMO_TRACE_HOOKS", raising=False)
     pm = get_plugin_manager(load_entry_points=False)
-    with caplog.at_level(logging.DEBUG, logger="promo_engine.core.registry"):
+    with caplog.at_level(logging.DEBUG, logger="promo_engine.registry"):  # docs/plugins.md
         build_registry(pm)
     assert caplog.records == []
 
