@@ -11,18 +11,24 @@ PostgreSQL and Redis:
   the write with its COMMIT, the confirmation), each a new payment that earns base points
   and one campaign discount, over 200 campaigns and 20,000 users (as load.py's "spread");
 * the floor: `bench/bare_app.py`'s own write, one INSERT committed through a
-  flask-sqlalchemy session on the same engine options.
+  flask-sqlalchemy session on the same engine options;
+* redemptions: `record_event_body` of a burn of 1-50 points by one of as many users again,
+  who hold a few lots each before the run (`bench/record_redemptions.py`): the user locked,
+  the balance judged, the points drawn from the lots, committed. The contract: a redemption
+  costs no more than a payment.
 
-Rounds of the two alternate, so a slow moment of the machine costs both, and the medians
-of their CPU time per write (this process's CPU clock: not PostgreSQL's or Redis's) are
-compared. A last round times each step of an event with the same clock, to show where its
-CPU goes.
+Rounds of the three alternate, so a slow moment of the machine costs them all, and the
+medians of their CPU time per write (this process's CPU clock: not PostgreSQL's or
+Redis's) are compared: the events against the floor, as before the redemptions were added,
+and the redemptions against the events. Two last rounds time each step of an event and of a
+redemption with the same clock, to show where their CPU goes.
 
     .venv/bin/python bench/record.py              # 10 rounds of 500 each (about a minute)
     .venv/bin/python bench/record.py --quick      # smoke mode: 2 rounds of 50
 
 Its own PostgreSQL database (dropped at the end) and Redis prefix (its keys deleted).
-Exit status 0 when every event was answered 201 and the ledger holds exactly them.
+Exit status 0 when every event and redemption was answered 201, the ledger holds exactly
+them, and every user's points add up.
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python bench/record.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench import bare_app  # noqa: E402
+from bench import bare_app, record_redemptions  # noqa: E402
 from bench.load_requests import payment_body  # noqa: E402
 from bench.load_setup import (PG_ADMIN_URL, REDIS_URL, SECRET_KEY, ZONE, Database,  # noqa: E402
                               campaign_yaml, cleanup_redis, connect_services, redis_prefix,
@@ -75,22 +81,28 @@ class Bodies:
 
 
 class StepClock:
-    """CPU time (this process) spent in named functions, by wrapping them in place."""
+    """CPU time (this process) spent in named functions, by wrapping them in place; a step
+    called inside another counts in the outer one only."""
 
     def __init__(self):
         self.spent: Counter = Counter()
         self._undo: list = []
+        self._inside = False
 
     def wrap(self, owner, name: str, step: str) -> None:
         original = getattr(owner, name)
 
         @functools.wraps(original)
         def timed(*args, **kwargs):
+            if self._inside:
+                return original(*args, **kwargs)
+            self._inside = True
             began = time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 self.spent[step] += time.process_time() - began
+                self._inside = False
 
         setattr(owner, name, timed)
         self._undo.append((owner, name, original))
@@ -107,7 +119,7 @@ def event_steps(clock: StepClock) -> None:
     from promo_engine.coordination.replay_cache import ReplayCache
     from promo_engine.coordination.reservations import Reservations
     from promo_engine.core.engine import RulesEngine
-    from promo_engine.ledger.event_writes import PostgresEventWrites
+    from promo_engine.ledger.postgres_writes import PostgresEventWrites
     from promo_engine.ledger.recorder import Ledger
     clock.wrap(recording, "validated_event", "validate the body")
     clock.wrap(recording, "canonical_body_hash", "hash the body")
@@ -150,6 +162,7 @@ def main(argv=None) -> int:
 
 
 def run(args, tag: str, database: Database, redis_client, redis_version: str) -> int:
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     prefix = redis_prefix(tag)
     env = dict(os.environ, DATABASE_URL=database.url, REDIS_URL=args.redis_url,
                SECRET_KEY=SECRET_KEY, PROMO_TIMEZONE=ZONE, PROMO_REDIS_PREFIX=prefix)
@@ -162,6 +175,7 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
         run_cli(cli_command() + ["campaigns", "apply", str(campaigns)], env, Path(workdir),
                 "promo-engine campaigns apply")
     bare_app.init_schema(database.url)
+    balances = record_redemptions.seed(database.dsn, tag, args.users)
     # A prefix no reservation was ever made under has none in flight: no settle period.
     redis_client.set(f"{prefix}:epoch", 0)
     os.environ.update(env)
@@ -177,15 +191,18 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
     floor_app = bare_app.create_app(database.url)
     service = promo_service(app)
     bodies = Bodies(tag, args.campaigns, args.users)
-    answered = 0
+    burns = record_redemptions.Burns(tag, balances)
+    answered = Counter()
 
-    def record(body: dict) -> None:
-        nonlocal answered
-        _, recorded = record_event_body(service, CLIENT_ID, body)
+    def record(body: dict, client_id: str = CLIENT_ID) -> None:
+        _, recorded = record_event_body(service, client_id, body)
         if recorded.status != 201:
             raise SystemExit(f"event {body['event_id']} answered {recorded.status}")
-        answered += 1
+        answered[client_id] += 1
         db.session.remove()  # as at the end of a request
+
+    def redeem(body: dict) -> None:
+        record(body, record_redemptions.CLIENT_ID)
 
     def floor_write(body: dict) -> None:
         bare_app.write(body, str(body))
@@ -203,30 +220,42 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
                     time.sleep(0.1)
             else:
                 raise SystemExit(f"campaign {spread_campaign(tag, merchant)} never got ready")
+        for _ in range(10):  # the session's first statements and objects, made once
+            redeem(burns.make())
 
-    def timed_round(context, write) -> float:
-        batch = [bodies.make() for _ in range(args.per_round)]
+    def timed_round(context, write, make=bodies.make) -> float:
+        batch = [make() for _ in range(args.per_round)]
         with context():
             began = time.process_time()
             for body in batch:
                 write(body)
             return (time.process_time() - began) * 1000 / args.per_round
 
-    floor_ms, events_ms = [], []
+    floor_ms, events_ms, burns_ms = [], [], []
     for _ in range(args.rounds):
         floor_ms.append(timed_round(floor_app.app_context, floor_write))
         events_ms.append(timed_round(app.app_context, record))
+        burns_ms.append(timed_round(app.app_context, redeem, burns.make))
 
-    clock = StepClock()
+    clock, burn_clock = StepClock(), StepClock()
     event_steps(clock)
     try:
         stepped = timed_round(app.app_context, record)
     finally:
         clock.restore()
+    record_redemptions.redemption_steps(burn_clock)
+    try:
+        burn_stepped = timed_round(app.app_context, redeem, burns.make)
+    finally:
+        burn_clock.restore()
 
     with app.app_context():
-        stored = db.session.execute(db.text(
-            "SELECT count(*) FROM events WHERE client_id = :c"), {"c": CLIENT_ID}).scalar()
+        count = "SELECT count(*) FROM events WHERE client_id = :c"
+        stored = db.session.execute(db.text(count), {"c": CLIENT_ID}).scalar()
+        burns_stored = db.session.execute(db.text(count),
+                                          {"c": record_redemptions.CLIENT_ID}).scalar()
+        db.session.remove()
+    wrong_points = record_redemptions.balances_check(database.dsn)
     service.close()
     for engine_app, engine_db in ((app, db), (floor_app, bare_app.db)):
         with engine_app.app_context():
@@ -234,28 +263,52 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
 
     print(f"Write path in one process, one thread: PostgreSQL {database.server_version} "
           f"(synchronous_commit {database.settings['synchronous_commit']}), Redis {redis_version}; "
-          f"{args.campaigns} campaigns, {args.users:,} users; {args.rounds} rounds of "
-          f"{args.per_round} writes each, the floor's and the events' alternating.")
+          f"{args.campaigns} campaigns, {args.users:,} users paying and {len(balances):,} "
+          f"holding points; {args.rounds} rounds of {args.per_round} writes each, the floor's, "
+          f"the events' and the redemptions' alternating.")
+    if load_before is not None:
+        print("load average before the run: " + " ".join(f"{x:.2f}" for x in load_before))
     print("CPU time of this process per write (ms):")
     print(f"  {'':34} {'median':>7} {'min':>7} {'max':>7}")
     for label, values in (("floor: one INSERT, committed", floor_ms),
-                          ("events: record_event_body", events_ms)):
+                          ("events: record_event_body", events_ms),
+                          ("redemptions: record_event_body", burns_ms)):
         print(f"  {label:34} {statistics.median(values):7.3f} {min(values):7.3f} "
               f"{max(values):7.3f}")
     ratio = statistics.median(floor_ms) / statistics.median(events_ms)
     print(f"  floor / events (medians)           {ratio:7.2f}")
-    print(f"Where an event's CPU goes (one more round, {stepped:.3f} ms per event, each step "
+    burn_ratio = statistics.median(burns_ms) / statistics.median(events_ms)
+    verdict = "met" if burn_ratio <= 1 else "MISSED"
+    print(f"  redemptions / events (medians)     {burn_ratio:7.2f}   (a redemption no more than a "
+          f"payment: {verdict})")
+    print_steps("an event", stepped, clock, args.per_round,
+                "the rest (building rows and the answer, the transaction's own handling)")
+    print_steps("a redemption", burn_stepped, burn_clock, args.per_round,
+                "the rest (what no step above covers: the session's own handling)")
+    wrong = []
+    if stored != answered[CLIENT_ID]:
+        wrong.append(f"{stored} events stored, {answered[CLIENT_ID]} answered 201")
+    if burns_stored != answered[record_redemptions.CLIENT_ID]:
+        wrong.append(f"{burns_stored} redemptions stored, "
+                     f"{answered[record_redemptions.CLIENT_ID]} answered 201")
+    wrong += wrong_points
+    if wrong:
+        print("LEDGER MISMATCH: " + "; ".join(wrong), file=sys.stderr)
+        return 1
+    print(f"Ledger: {stored:,} events stored, {answered[CLIENT_ID]:,} answered 201.")
+    print(f"Redemptions: {burns_stored:,} stored, {burns_stored:,} answered 201; every user's "
+          f"points balance matches its lots and its rows.")
+    return 0
+
+
+def print_steps(what: str, per_write: float, clock: StepClock, writes: int,
+                rest: str) -> None:
+    print(f"Where {what}'s CPU goes (one more round, {per_write:.3f} ms each, each step "
           f"timed):")
-    spent = {step: seconds * 1000 / args.per_round for step, seconds in clock.spent.items()}
+    spent = {step: seconds * 1000 / writes for step, seconds in clock.spent.items()}
     for step, ms in sorted(spent.items(), key=lambda item: -item[1]):
         print(f"  {ms:6.3f} ms  {step}")
-    print(f"  {stepped - sum(spent.values()):6.3f} ms  the rest (building rows and the answer, "
-          f"the transaction's own handling)")
-    if stored != answered:
-        print(f"LEDGER MISMATCH: {stored} events stored, {answered} answered 201", file=sys.stderr)
-        return 1
-    print(f"Ledger: {stored:,} events stored, {answered:,} answered 201.")
-    return 0
+    print(f"  {per_write - sum(spent.values()):6.3f} ms  {rest}")
 
 
 if __name__ == "__main__":

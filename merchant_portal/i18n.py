@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime as babel_datetime
 from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_percent as babel_percent
 from flask import request, session
 from flask_babel import get_locale
 
@@ -56,6 +57,13 @@ def format_number(value) -> str:
     if value is None or value == "":
         return "—"
     return format_decimal(Decimal(str(value)), locale=str(get_locale()))
+
+
+def format_percent(share: Decimal | None) -> str:
+    """A share (0.25) as a percentage for the locale, to a tenth of a percent: "25%"."""
+    if share is None:
+        return "—"
+    return babel_percent(share, format="#,##0.#%", locale=str(get_locale()))
 
 
 def format_local(value: datetime | str | None, zone: str, *, fmt: str = "medium") -> str:

@@ -3,6 +3,10 @@
 A reward counts as a redemption unless refunds have reversed all of it; cost is the money
 granted (discount, cashback, vouchers) net of reversals, points the points granted net of
 reversals. Days are the campaign-local day each reward was granted on (`local_day`).
+
+Only the campaign's grants count: rows with a `reason` carry a campaign id too but are no
+grant of it (points spent on an exchange and their return, a voucher's discount on the
+payment that used it, which the voucher's grant already counted), so they would count twice.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import pygal
 from pygal.style import Style
 from sqlalchemy import case, distinct, func, select
 
+from merchant_portal.voucher_results import VoucherDay, VoucherResults
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import RewardRecord
 
@@ -47,7 +52,7 @@ def _net_rows(campaign_id: str):
                         func.sum(func.coalesce(RewardRecord.amount_minor, 0)).label("back_money"),
                         func.sum(func.coalesce(RewardRecord.points, 0)).label("back_points"))
                  .where(RewardRecord.campaign_id == campaign_id,
-                        RewardRecord.reverses_id.is_not(None))
+                        RewardRecord.reverses_id.is_not(None), RewardRecord.reason.is_(None))
                  .group_by(RewardRecord.reverses_id).subquery())
     money = (func.coalesce(RewardRecord.amount_minor, 0)
              + func.coalesce(reversed_.c.back_money, 0))
@@ -56,7 +61,8 @@ def _net_rows(campaign_id: str):
                    money.label("money"), points.label("points"))
             .select_from(RewardRecord)
             .outerjoin(reversed_, reversed_.c.reward_pk == RewardRecord.id)
-            .where(RewardRecord.campaign_id == campaign_id, RewardRecord.reverses_id.is_(None))
+            .where(RewardRecord.campaign_id == campaign_id, RewardRecord.reverses_id.is_(None),
+                   RewardRecord.reason.is_(None))
             .subquery())
 
 
@@ -94,6 +100,8 @@ def chart_svg(results: Results, *, title: str, redemptions_label: str,
                       disable_xml_declaration=True, no_data_text=empty_label,
                       explicit_size=False, margin=16, title=title)
     chart.x_labels = [day.day.isoformat() for day in results.days]
+    if results.days:  # counts: whole-number ticks (pygal would put 0.2, 0.4... under 5)
+        chart.y_labels = whole_ticks(max(max(d.redemptions, d.customers) for d in results.days))
     chart.add(redemptions_label, [day.redemptions for day in results.days])
     chart.add(customers_label, [day.customers for day in results.days])
     # pygal embeds its tooltip script's config; no script is shipped (nor allowed by the
@@ -101,14 +109,32 @@ def chart_svg(results: Results, *, title: str, redemptions_label: str,
     return SCRIPT.sub("", chart.render(is_unicode=True))
 
 
+def whole_ticks(top: int, most: int = 8) -> list[int]:
+    """0 to at least `top` in whole steps, at most `most` steps: 1, 2, 5, 10, 20, 50..."""
+    step = 1
+    while step * most < top:
+        step = step * 5 // 2 if str(step).startswith("2") else step * 2
+    return list(range(0, max(top, 1) + step, step))
+
+
 SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>|<script\b[^>]*/>", re.S)
 
 
-def csv_text(results: Results, format_minor) -> str:
+def csv_text(results: Results, vouchers: VoucherResults | None, format_minor) -> str:
+    """One line per day; with `vouchers` (a campaign that gives them) the vouchers issued
+    that day, how many of them were used and the discount they gave."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["day", "redemptions", "customers", "cost", "points"])
+    header = ["day", "redemptions", "customers", "cost", "points"]
+    if vouchers is not None:
+        header += ["vouchers_issued", "vouchers_used", "voucher_discount"]
+    writer.writerow(header)
+    voucher_days = {day.day: day for day in vouchers.days} if vouchers is not None else {}
     for day in results.days:
-        writer.writerow([day.day.isoformat(), day.redemptions, day.customers,
-                         format_minor(day.cost_minor), day.points])
+        row = [day.day.isoformat(), day.redemptions, day.customers,
+               format_minor(day.cost_minor), day.points]
+        if vouchers is not None:
+            issued = voucher_days.get(day.day, VoucherDay(day.day, 0, 0, 0))
+            row += [issued.issued, issued.used, format_minor(issued.discount_minor)]
+        writer.writerow(row)
     return out.getvalue()

@@ -15,6 +15,8 @@ from merchant_portal import bp, i18n
 from merchant_portal.accounts import authenticate, end_sessions
 from merchant_portal.auth import (current_user, end_session, forget_failed_sign_in, login_required,
                                   safe_next, start_session)
+from merchant_portal.budgets import budget_view
+from merchant_portal.exchanges import exchanges
 from merchant_portal.extensions import client_address, csrf, limiter
 from merchant_portal.forms import (LoginForm, OfferForm, ReasonForm, RejectForm, document_from_form,
                                    errors_by_field, form_data_from_document)
@@ -25,6 +27,7 @@ from merchant_portal.offers import (PAUSABLE, OfferRefused, approve_offer, creat
                                     resume_campaign, submit_offer, update_offer)
 from merchant_portal.results import chart_svg, csv_text, results_for
 from merchant_portal.scoping import offer_or_404, offers_for, own_offer_or_404
+from merchant_portal.voucher_results import VoucherResults, issues_vouchers, voucher_results_for
 from promo_engine.api.errors import is_portal_request
 from promo_engine.campaigns.lifecycle import PAUSED
 from promo_engine.core import money
@@ -69,6 +72,7 @@ def portal_globals():
     return {"current_user": current_user(), "html_lang": i18n.html_lang(),
             "language": i18n.language(),
             "format_money": i18n.format_money, "format_number": i18n.format_number,
+            "format_percent": i18n.format_percent,
             "format_local": i18n.format_local, "state_label": state_label,
             "status_label": status_label, "type_label": type_label}
 
@@ -86,7 +90,8 @@ def status_label(status: str) -> str:
 def type_label(kind: str) -> str:
     return {"holiday_discount": _("Holiday discount"),
             "points_multiplier": _("Points multiplier"),
-            "first_activation_bonus": _("First activation bonus")}.get(kind, kind)
+            "first_activation_bonus": _("First activation bonus"),
+            "points_exchange": _("Points exchange")}.get(kind, kind)
 
 
 def _settings():
@@ -161,28 +166,11 @@ def _same_site_path(url: str) -> str | None:
 # --- merchant: offers ------------------------------------------------------------------------
 
 def _budget(spec: dict, campaign_id: str | None, currency: str) -> dict:
-    """Budget, used and left, as display strings (or None without a budget)."""
-    budget = spec.get("budget") or {}
     spent = 0
     if campaign_id is not None:
         usage = current_usage(db.session, [campaign_id], promo_service().reservations)
         spent = usage[campaign_id][0]
-    if "amount" in budget:
-        total = money.to_minor(Decimal(str(budget["amount"])), currency)
-        return {"total": i18n.format_money(total, currency, minor=True),
-                "used": i18n.format_money(spent, currency, minor=True),
-                "left": i18n.format_money(max(total - spent, 0), currency, minor=True),
-                "percent": min(100, round(100 * spent / total)) if total else 0,
-                "total_minor": total, "used_minor": spent}
-    if "points" in budget:
-        total = int(budget["points"])
-        return {"total": _("%(number)s points", number=i18n.format_number(total)),
-                "used": i18n.format_number(spent),
-                "left": _("%(number)s points", number=i18n.format_number(max(total - spent, 0))),
-                "percent": min(100, round(100 * spent / total)) if total else 0,
-                "total_minor": total, "used_minor": spent}
-    return {"total": None, "used": i18n.format_money(spent, currency, minor=True)
-            if spent else None, "left": None, "percent": 0}
+    return budget_view(spec, spent, currency)
 
 
 def _view_of(offer: MerchantOffer, currency: str) -> dict:
@@ -308,6 +296,14 @@ def duplicate(user, offer_id: int):
 
 # --- results ---------------------------------------------------------------------------------
 
+def _vouchers_of(offer: MerchantOffer) -> VoucherResults | None:
+    """The offer's voucher figures; None for an offer that gives no vouchers."""
+    campaign = live_campaign(offer)
+    spec = campaign.spec if campaign is not None else offer.spec
+    vouchers = voucher_results_for(offer.campaign_id)
+    return vouchers if issues_vouchers(spec, vouchers) else None
+
+
 @bp.get("/offers/<row_id:offer_id>/results")
 @login_required()
 def results(user, offer_id: int):
@@ -318,7 +314,7 @@ def results(user, offer_id: int):
                     redemptions_label=_("Redemptions"), customers_label=_("Customers"),
                     empty_label=_("No redemptions yet"))
     return render_template("offers/results.html", **_view_of(found, currency), figures=figures,
-                           chart=Markup(svg))
+                           chart=Markup(svg), vouchers=_vouchers_of(found))
 
 
 @bp.get("/offers/<row_id:offer_id>/results.csv")
@@ -326,7 +322,7 @@ def results(user, offer_id: int):
 def results_csv(user, offer_id: int):
     found = offer_or_404(user, offer_id)
     currency = _settings().currency
-    text = csv_text(results_for(found.campaign_id),
+    text = csv_text(results_for(found.campaign_id), _vouchers_of(found),
                     lambda minor: money.format_amount(Decimal(minor).scaleb(
                         -money.minor_digits(currency)), currency))
     filename = f"{found.spec.get('id', found.id)}-results.csv"
@@ -346,9 +342,11 @@ def admin_campaigns(user):
         .where(MerchantOffer.campaign_id.is_not(None))).all())
     pending = db.session.scalar(select(db.func.count()).select_from(MerchantOffer)
                                 .where(MerchantOffer.state == PENDING))
+    currency = _settings().currency
     return render_template("admin/campaigns.html", campaigns=campaigns, offer_ids=offer_ids,
                            pending=pending, pausable=PAUSABLE, paused=PAUSED,
-                           reason_form=ReasonForm())
+                           reason_form=ReasonForm(), currency=currency,
+                           exchanges=exchanges(campaigns, currency))
 
 
 @bp.get("/admin/offers")

@@ -47,6 +47,11 @@ class Settings:
     # How many proxies or load balancers stand in front of the workers and add themselves
     # to X-Forwarded-For: the client's address is read that many hops back (0: the peer's).
     trusted_proxies: int = 0
+    # The points lifecycle (ledger/lots.py): days a payment's points stay pending, months
+    # until a lot expires (0: never), and what one point pays of a payment (0: off).
+    points_pending_days: int = 0
+    points_expire_months: int = 0
+    point_value: Decimal = Decimal("0.01")
 
     @property
     def minor_digits(self) -> int:
@@ -82,6 +87,10 @@ class Settings:
             auth_failure_limit=check_rate_limit(env.get("PROMO_AUTH_FAILURE_LIMIT", "50/minute"),
                                                 "PROMO_AUTH_FAILURE_LIMIT"),
             trusted_proxies=_whole_number(env, "PROMO_TRUSTED_PROXIES", 0, 0, 10),
+            points_pending_days=_whole_number(env, "PROMO_POINTS_PENDING_DAYS", 0, 0, 3650),
+            points_expire_months=_whole_number(env, "PROMO_POINTS_EXPIRE_MONTHS", 0, 0, 1200),
+            point_value=_point_value(env.get("PROMO_POINT_VALUE"),
+                                     env.get("PROMO_CURRENCY", "CNY")),
         )
 
 
@@ -146,6 +155,24 @@ def _points_per_unit(value: str) -> Decimal:
     if result is None or not result.is_finite() or result < 0:
         raise ConfigError(f"PROMO_POINTS_PER_UNIT: {value!r} must be a number >= 0 "
                           "(0 turns base points off)")
+    return result
+
+
+def _point_value(value: str | None, currency: str) -> Decimal:
+    """Money per point: a decimal >= 0 with at most the currency's minor digits. Unset,
+    0.01, or the currency's minor unit where it has fewer than two digits (1 yen)."""
+    digits = MINOR_DIGITS.get(currency, 2)
+    if value is None or value == "":
+        return Decimal("0.01") if digits >= 2 else Decimal(1).scaleb(-digits)
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        result = None
+    if result is None or not result.is_finite() or result < 0 or \
+            -result.as_tuple().exponent > digits or result > 1_000_000:
+        raise ConfigError(f"PROMO_POINT_VALUE: {value!r} must be an amount >= 0 with at most "
+                          f"{digits} decimal places, e.g. \"0.01\" (\"0\" turns paying "
+                          "with points off)")
     return result
 
 

@@ -17,6 +17,7 @@ from promo_engine.config import Settings
 from promo_engine.core.campaign import Campaign
 from promo_engine.core.engine import RulesEngine
 from promo_engine.core.registry import Registry
+from promo_engine.ledger.lots import LotPolicy
 from promo_engine.ledger.recorder import Ledger
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,13 @@ class PromoService:
         self.listener = None
         replays = None
         if settings.redis_url:
-            from promo_engine.coordination.broadcast import (Listener, Publisher, campaigns_channel,
+            from promo_engine.coordination.broadcast import (Listener,
+                                                             Publisher,
+                                                             campaigns_channel,
                                                              clients_channel)
             from promo_engine.coordination.replay_cache import ReplayCache
-            from promo_engine.coordination.reservations import Reservations, connect
+            from promo_engine.coordination.reservations import (Reservations,
+                                                                connect)
             from promo_engine.ledger.counter_epochs import judge_epoch
             self.redis = connect(settings.redis_url)
             self.reservations = Reservations(
@@ -58,7 +62,8 @@ class PromoService:
                 campaigns_channel(settings.redis_prefix): self.invalidate,
                 clients_channel(settings.redis_prefix): lambda: self.on_clients_changed()})
         self.ledger = Ledger(currency=settings.currency, reservations=self.reservations,
-                             replays=replays)
+                             replays=replays, policy=LotPolicy.from_settings(settings),
+                             clock=lambda: self.clock())
         # Called with (campaign id, campaign type, exception) whenever a campaign is skipped
         # because its plugin raised or is not installed.
         self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
@@ -142,6 +147,7 @@ class PromoService:
             self._engine = RulesEngine.compile(
                 campaigns, self.registry, currency=self.settings.currency,
                 points_per_unit=self.settings.points_per_unit,
+                point_value=self.settings.point_value,
                 minor_digits=self.settings.minor_digits, on_error=self._report_error)
             self._revision = revision
             if self.on_engine_loaded is not None:

@@ -303,3 +303,140 @@ def campaign_totals(accepted: dict) -> dict[str, int]:
                 totals[reward["campaign_id"]] = (totals.get(reward["campaign_id"], 0)
                                                  + reward_value(reward))
     return totals
+
+
+# -- a pool of worker processes kept for a whole module (test_lifecycle_concurrency.py) ----
+
+def serve_wallets(number, commands, barrier, results):
+    """A worker process of `WalletPool`: for each command (settings for `make_settings`,
+    API key id, secret, bodies, threads) it fires the bodies from that many threads, each
+    with its own wallet client, released together with the other workers by `barrier`, and
+    puts (number, "ok", [(status, body text)...]) on `results`; on an error (number,
+    "error", traceback). The app is kept while the settings stay the same (its campaigns
+    are checked again before every burst); `None` ends the worker."""
+    import threading
+    import traceback
+
+    from promo_engine.app import create_app
+
+    from conftest import make_settings
+    from wallet import WalletClient
+
+    current: list = []  # [(settings key, app)] while an app is kept
+
+    def forget():
+        if current:
+            from promo_engine.ledger.extensions import db
+            from promo_engine.service import promo_service
+            app = current.pop()[1]
+            promo_service(app).close()
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
+    while True:
+        command = commands.get()
+        if command is None:
+            forget()
+            return
+        settings, key_id, secret, bodies, threads = command
+        try:
+            key = repr(sorted(settings.items()))
+            if not current or current[0][0] != key:
+                forget()
+                current.append((key, create_app(make_settings(**settings))))
+            app = current[0][1]
+            with app.app_context():  # compiled before the barrier, not inside the race
+                service = app.extensions["promo"]
+                service.invalidate()
+                service.engine()
+                # The app is kept across tests, each with a client of its own: read the
+                # clients again now rather than within the directory's reload interval.
+                from promo_engine.ledger.api_clients import client_directory
+                client_directory().invalidate()
+            threads = max(1, min(threads, len(bodies)))
+            wallets = [WalletClient(app.test_client(), key_id, secret) for _ in range(threads)]
+            shares = [list(enumerate(bodies))[i::threads] for i in range(threads)]
+            answers: list = [None] * len(bodies)
+            start = threading.Barrier(threads + 1)
+
+            def fire(wallet, share):
+                start.wait(timeout=60)
+                for index, body in share:
+                    try:
+                        response = wallet.post("/v1/events", json.dumps(body))
+                        answers[index] = (response.status_code, response.get_data(as_text=True))
+                    except Exception:
+                        answers[index] = (None, traceback.format_exc())
+
+            workers = [threading.Thread(target=fire, args=(wallet, share), daemon=True)
+                       for wallet, share in zip(wallets, shares)]
+            for worker in workers:
+                worker.start()
+            barrier.wait(timeout=60)
+            start.wait(timeout=60)
+            for worker in workers:
+                worker.join()
+            results.put((number, "ok", answers))
+        except Exception:
+            results.put((number, "error", traceback.format_exc()))
+
+
+class WalletPool:
+    """`processes` worker processes (`serve_wallets`), started once and used for many
+    bursts: a process costs seconds to start on a busy machine, a burst a fraction of one."""
+
+    def __init__(self, processes: int, threads: int):
+        self.processes, self.threads = processes, threads
+        self.workers: list = []
+
+    def start(self) -> "WalletPool":
+        import multiprocessing
+        context = multiprocessing.get_context("spawn")
+        self.barrier = context.Barrier(self.processes)
+        self.results = context.Queue()
+        self.commands = [context.Queue() for _ in range(self.processes)]
+        self.workers = [context.Process(target=serve_wallets,
+                                        args=(n, self.commands[n], self.barrier, self.results),
+                                        daemon=True)
+                        for n in range(self.processes)]
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def fire(self, settings: dict, key_id: str, secret: str,
+             bodies: list[dict]) -> list[tuple[int | None, str]]:
+        """The bodies spread over the workers, all sent at once; (status, body text) of each,
+        in the order of `bodies`."""
+        if not self.workers:
+            self.start()
+        for n, queue in enumerate(self.commands):
+            queue.put((settings, key_id, secret, bodies[n::self.processes], self.threads))
+        collected, errors = {}, []
+        try:
+            for _ in self.workers:
+                number, outcome, value = self.results.get(timeout=180)
+                if outcome == "ok":
+                    collected[number] = value
+                else:
+                    errors.append(value)
+        except Exception as exc:
+            errors.append(f"no answer from a worker: {exc!r}")
+        if errors:
+            self.close()  # a broken barrier or a dead worker: the next burst starts anew
+            raise AssertionError("a wallet worker failed:\n" + "\n".join(errors))
+        answers: list = [None] * len(bodies)
+        for number, share in collected.items():
+            for index, answer in enumerate(share):
+                answers[number + index * self.processes] = answer
+        return answers
+
+    def close(self) -> None:
+        for queue in getattr(self, "commands", []):
+            queue.put(None)
+        for worker in self.workers:
+            worker.join(timeout=20)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout=5)
+        self.workers = []

@@ -13,16 +13,22 @@ from urllib.parse import unquote
 
 import jsonschema_rs
 
-from promo_engine.api.schemas import FUTURE_MESSAGE
+from promo_engine.api.request_fields import WHOLE_NUMBER_MESSAGE, WHOLE_NUMBER_WORDS
+from promo_engine.api.schemas import FUTURE_MESSAGE, POINTS_OVER_AMOUNT, POINTS_OVER_AMOUNT_WORDS
 
 # What the server refuses of requests the description accepts, because JSON Schema cannot
-# state it: field -> (the server's message, the words of the field's description that
-# warn of it).
+# state it: field -> [(the server's message, or its start before ": ", the words of the
+# field's description that warn of it)].
 UNSTATABLE_RULES = {
     # relative to the server's clock, which a schema cannot read
-    "occurred_at": (FUTURE_MESSAGE, "at most 300 s ahead of the server's clock"),
+    "occurred_at": [(FUTURE_MESSAGE, "at most 300 s ahead of the server's clock")],
     # a cursor is a next_cursor this endpoint returned; its shape is in the pattern
-    "cursor": ("is not a cursor returned by this endpoint", "any other value gets 422"),
+    "cursor": [("is not a cursor returned by this endpoint", "any other value gets 422")],
+    # 1.0 and 1e2 are integers to JSON Schema; points are refused unless written as such
+    "points": [(WHOLE_NUMBER_MESSAGE, WHOLE_NUMBER_WORDS)],
+    # ... and redeem_points x the point value must not exceed the amount (a product)
+    "redeem_points": [(WHOLE_NUMBER_MESSAGE, WHOLE_NUMBER_WORDS),
+                      (POINTS_OVER_AMOUNT, POINTS_OVER_AMOUNT_WORDS)],
 }
 # A query parameter the operation does not list: OpenAPI has no way to forbid one, so the
 # operations that refuse them say so in their description.
@@ -111,9 +117,16 @@ def validation_errors(status: int, body: bytes) -> dict[str, list[str]] | None:
     return error.get("fields") or {}
 
 
+def unstatable_message(field: str, message: str) -> bool:
+    """Whether `message` refuses `field` by a rule the description states in words alone."""
+    return any(message == start or message.startswith(start + ": ")
+               for start, _ in UNSTATABLE_RULES.get(field, ()))
+
+
 def unstatable_refusal(errors: dict[str, list[str]]) -> bool:
     """Whether a refusal is only for rules the description states in words alone."""
     return bool(errors) and all(
-        messages == [UNSTATABLE_RULES[name][0]] if name in UNSTATABLE_RULES
+        all(unstatable_message(name, message) for message in messages)
+        if name in UNSTATABLE_RULES
         else all(message.startswith(UNKNOWN_PARAMETER[0]) for message in messages)
         for name, messages in errors.items())

@@ -398,3 +398,63 @@ def check_redis_counters(env: dict, cwd: Path, client, prefix: str, ledger: Ledg
     assert redis_counters(client, prefix, campaign_ids) == expected
     assert ledger.usage_rows() == expected
     return before
+
+
+# -- points lots: what the rows derive (the lifecycle and points sweep tests) -----------
+
+def points_problems(ledger: LedgerView, user_ids=None) -> list[str]:
+    """Every way the points rows disagree with each other, in plain SQL (empty if none):
+
+    each lot: remaining == points - debt_paid + sum(its moves), 0 <= remaining, debt_paid >= 0,
+    its reward row a positive points grant of the same user; each spent, returned or
+    expired row: its moves add up to its points, on lots of its user; each user:
+    points_balance + pending_points == sum of the user's points rows, pending_points == what
+    the pending lots hold, and points_balance == what the available lots hold less the debt
+    (a negative balance; with one, no available lot holds anything)."""
+    where = "" if user_ids is None else " AND {col} = ANY(:users)"
+    params = {} if user_ids is None else {"users": list(user_ids)}
+    problems = []
+    for pk, user_id, points, remaining, debt_paid, moved, grant_user, grant_points in \
+            ledger.rows(
+                "SELECT l.reward_pk, l.user_id, l.points, l.remaining, l.debt_paid, "
+                "COALESCE((SELECT SUM(m.points) FROM points_lot_moves m "
+                "          WHERE m.lot_pk = l.reward_pk), 0), r.user_id, r.points "
+                "FROM points_lots l JOIN rewards r ON r.id = l.reward_pk WHERE true"
+                + where.format(col="l.user_id"), **params):
+        if remaining != points - debt_paid + int(moved):
+            problems.append(f"lot {pk} of {user_id}: remaining {remaining} != points {points}"
+                            f" - debt_paid {debt_paid} + moves {int(moved)}")
+        if remaining < 0 or debt_paid < 0:
+            problems.append(f"lot {pk} of {user_id}: remaining {remaining}, debt_paid {debt_paid}")
+        if grant_user != user_id or grant_points != points or points <= 0:
+            problems.append(f"lot {pk} of {user_id} ({points}): its reward is {grant_points} "
+                            f"points of {grant_user}")
+    for entry_pk, user_id, reason, points, moved, foreign in ledger.rows(
+            "SELECT r.id, r.user_id, r.reason, r.points, "
+            "COALESCE(SUM(m.points), 0), COUNT(l.reward_pk) FILTER (WHERE l.user_id <> r.user_id) "
+            "FROM rewards r LEFT JOIN points_lot_moves m ON m.entry_pk = r.id "
+            "LEFT JOIN points_lots l ON l.reward_pk = m.lot_pk "
+            "WHERE r.reason IN ('spent', 'returned', 'expired')" + where.format(col="r.user_id")
+            + " GROUP BY r.id", **params):
+        if int(moved) != points or foreign:
+            problems.append(f"{reason} row {entry_pk} of {user_id}: {points} points, its moves "
+                            f"{int(moved)} ({foreign} on another user's lots)")
+    sums = dict(ledger.rows("SELECT user_id, SUM(points) FROM rewards WHERE kind = 'points'"
+                            + where.format(col="user_id") + " GROUP BY user_id", **params))
+    held = {user_id: (int(available), int(pending)) for user_id, available, pending in ledger.rows(
+        "SELECT user_id, COALESCE(SUM(remaining) FILTER (WHERE NOT pending), 0), "
+        "COALESCE(SUM(remaining) FILTER (WHERE pending), 0) FROM points_lots WHERE true"
+        + where.format(col="user_id") + " GROUP BY user_id", **params)}
+    for user_id, balance, pending in ledger.rows(
+            "SELECT user_id, points_balance, pending_points FROM users WHERE true"
+            + where.format(col="user_id"), **params):
+        total = int(sums.get(user_id, 0))
+        available, in_pending = held.get(user_id, (0, 0))
+        if balance + pending != total:
+            problems.append(f"user {user_id}: balance {balance} + pending {pending} != "
+                            f"{total}, the sum of their points rows")
+        if pending != in_pending:
+            problems.append(f"user {user_id}: pending {pending} != {in_pending} in pending lots")
+        if available - max(0, -balance) != balance:
+            problems.append(f"user {user_id}: balance {balance}, available lots hold {available}")
+    return problems

@@ -136,7 +136,8 @@ def test_quote_has_no_side_effects(wallet):
     ]
     assert all("reward_id" not in r for r in body["rewards"])
     points = wallet.get("/v1/users/u_1/points").get_json()
-    assert points == {"user_id": "u_1", "points_balance": 0, "entries": [], "next_cursor": None}
+    assert points == {"user_id": "u_1", "points_balance": 0, "pending_points": 0, "expiring": [],
+                      "entries": [], "next_cursor": None}
 
 
 def test_quote_of_an_activation_counts_nothing(wallet):
@@ -161,7 +162,8 @@ def test_points_entries_newest_first_with_cursor(wallet):
 
 def test_points_of_unknown_user_are_zero(wallet):
     assert wallet.get("/v1/users/nobody/points").get_json() == {
-        "user_id": "nobody", "points_balance": 0, "entries": [], "next_cursor": None}
+        "user_id": "nobody", "points_balance": 0, "pending_points": 0, "expiring": [],
+        "entries": [], "next_cursor": None}
 
 
 def _cursor_of(before) -> str:

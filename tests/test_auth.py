@@ -601,3 +601,45 @@ def test_openapi_description_says_how_many_signatures_are_read(client):
                        "secret. Several values may be sent comma-separated, one match "
                        "sufficing: at most 8 (a secret rotation needs 2 or 3); a header with "
                        "more is refused with 401."}
+
+
+def test_a_new_client_is_known_to_lookups_made_while_another_thread_reloads(app):
+    """A lookup after `invalidate()` waits for the load in progress and gets the secrets it
+    read, rather than the ones read before the client existed."""
+    import threading
+
+    from promo_engine.ledger.api_clients import ClientDirectory, create_client
+    loading, go_on = threading.Event(), threading.Event()
+    hold = {"on": False}
+    directory = ClientDirectory(app.config["SECRET_KEY"], interval=60)
+    decrypt = directory.cipher.decrypt
+
+    def slow_decrypt(token):  # the load has read the rows and is still working on them
+        if hold["on"]:
+            loading.set()
+            go_on.wait(10)
+        return decrypt(token)
+
+    directory.cipher = type("SlowCipher", (), {"decrypt": staticmethod(slow_decrypt)})()
+    with app.app_context():
+        assert directory.secret("pk_missing") is None  # loaded once: fresh for 60 s
+        key_id, secret = create_client("late-client")
+        directory.invalidate()
+        hold["on"] = True
+        found = {}
+
+        def look(name):
+            with app.app_context():
+                found[name] = directory.secret(key_id)
+
+        first = threading.Thread(target=look, args=("first",))
+        first.start()
+        assert loading.wait(10)  # the first lookup is loading now
+        second = threading.Thread(target=look, args=("second",))
+        second.start()
+        second.join(0.3)
+        assert second.is_alive()  # it waits for that load instead of answering from the old
+        go_on.set()
+        first.join(10)
+        second.join(10)
+    assert found == {"first": secret, "second": secret}

@@ -101,3 +101,125 @@ def test_cross_check_catches_a_floor_that_differs(bench):
     with pytest.raises(Mismatch):
         cross_check(compile_engine(campaigns), LosesLastReward(campaigns), events,
                     UserState(user_id="u_test"))
+
+
+# -- points expiry at a month-end (bench/expiry.py) and redemptions (bench/record.py) ----------
+# These need PostgreSQL (and record.py Redis): each makes and drops a database of its own.
+
+def _postgres_admin_url() -> str:
+    """The libpq admin URL the benchmarks take; skips (or fails in CI) without PostgreSQL."""
+    import psycopg
+    from conftest import PG_ADMIN_URL, service_missing
+    admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        psycopg.connect(admin_url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL", exc)
+    return admin_url
+
+
+@pytest.mark.services
+def test_expiry_sweeps_every_lot_once_and_checks_the_ledger(tmp_path):
+    import subprocess
+    import sys
+    from conftest import BENCH_DIR
+    done = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "expiry.py"), "--lots", "3000", "--users", "700",
+         "--batch", "1000", "--pg-admin-url", _postgres_admin_url()],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "LEDGER MISMATCH" not in done.stderr, done.stderr
+    assert "loaded 3,000 lots" in out
+
+    def seconds(label: str) -> float:
+        lines = [line for line in out.splitlines() if line.strip().startswith(label)]
+        assert len(lines) == 1, out
+        return float(lines[0].split(label, 1)[1].split()[0])
+
+    assert seconds("floor: 4 statements, 1 commit, no locks") > 0
+    assert seconds("sweep_points") > 0
+    assert "floor / sweep (time)" in out
+    # 3 batches of 1,000, the 4th finds none; the maturing pass before them finds none.
+    assert "sweep: 3,000 lots expired, 0 matured, in 5 transactions" in out, out
+    assert "second sweep right after: 0 expired, 0 matured" in out
+    assert "target: every lot expired within 60 s of midnight:" in out
+    assert "Ledger: 3,000 expiry entries and 3,000 moves for 3,000 lots;" in out
+    assert " 0 lots and 0 users hold points" in out
+    assert ("Every lot expired exactly once, in order, and every balance is exact "
+            "(and on the floor's copy).") in out
+    assert "dropped (and its copy)." in out
+
+
+@pytest.mark.services
+def test_the_ledger_check_of_the_points_benchmarks_finds_a_wrong_balance():
+    """points_lots.verify, which both benchmarks trust, is not satisfied by anything."""
+    import uuid
+    from datetime import datetime, timezone
+
+    import psycopg
+
+    from bench import points_lots
+    from promo_engine.ledger.schema import upgrade
+    admin_url = _postgres_admin_url()
+    name = f"promo_test_points_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = admin_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        upgrade(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+        with psycopg.connect(dsn) as conn:
+            earned = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            points_lots.load(conn, points_lots.Lots(prefix="v_", users=50, lots=200,
+                                                    earned_at=earned, expires_at=None))
+            conn.commit()
+            assert set(points_lots.verify(conn).values()) == {0}
+            assert conn.execute("SELECT sum(points_balance) FROM users").fetchone()[0] == \
+                conn.execute("SELECT sum(points) FROM rewards").fetchone()[0]
+            conn.execute("UPDATE users SET points_balance = points_balance + 1"
+                         " WHERE user_id = (SELECT min(user_id) FROM points_lots)")
+            broken = points_lots.verify(conn)
+        assert broken["users whose balances disagree with their lots"] == 1, broken
+        assert broken["users whose points_balance + pending_points is not the sum of their "
+                      "points rows"] == 1, broken
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.services
+def test_record_times_redemptions_against_payments(tmp_path):
+    """bench/record.py --quick: burns recorded and timed beside the payments, and checked."""
+    import subprocess
+    import sys
+
+    import redis
+
+    from conftest import BENCH_DIR, service_missing
+    from bench.load_setup import REDIS_URL
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing("Redis", exc)
+    finally:
+        client.close()
+    done = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "record.py"), "--quick", "--pg-admin-url",
+         _postgres_admin_url(), "--redis-url", REDIS_URL],
+        cwd=tmp_path, capture_output=True, text=True, timeout=150)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    medians = {line.split(":")[0].strip(): float(line.split()[-3]) for line in out.splitlines()
+               if line.strip().startswith(("events: record_event_body",
+                                           "redemptions: record_event_body"))}
+    assert set(medians) == {"events", "redemptions"} and min(medians.values()) > 0, out
+    verdicts = [line for line in out.splitlines()
+                if line.strip().startswith("redemptions / events (medians)")]
+    assert len(verdicts) == 1 and verdicts[0].rstrip().endswith(("met)", "MISSED)")), out
+    assert "Where a redemption's CPU goes" in out
+    assert "points drawn from the lots, moves added" in out
+    # 10 burns to warm up, 2 rounds of 50 and the stepped round.
+    assert ("Redemptions: 160 stored, 160 answered 201; every user's points balance matches "
+            "its lots and its rows.") in out, out
+    assert "Ledger: 170 events stored, 170 answered 201." in out

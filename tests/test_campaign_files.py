@@ -183,10 +183,13 @@ def test_the_shipped_example_campaigns_are_valid(load):
     result = load(str(REPO / "campaigns"))
     assert [str(p) for p in result.problems] == []
     assert sorted(c.campaign.type for c in result.campaigns) == [
-        "first_activation_bonus", "holiday_discount", "points_multiplier"]
+        "first_activation_bonus", "first_activation_bonus", "holiday_discount",
+        "points_exchange", "points_exchange", "points_multiplier"]
     assert {Path(c.path).name: c.campaign.id for c in result.campaigns} == {
         "new-wallet-bonus.yaml": "new-wallet-bonus", "spring-dining.yaml": "spring-dining",
-        "weekend-3x.yaml": "weekend-3x"}
+        "weekend-3x.yaml": "weekend-3x", "points-mall-coffee.yaml": "points-mall-coffee",
+        "spring-festival-exchange.yaml": "spring-festival-exchange",
+        "welcome-voucher.yaml": "welcome-voucher"}
 
 
 # --- every problem at its line ---------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_type_is_required(registry):
 def test_type_must_be_registered(registry):
     assert errors(registry, document(type="mystery_box")) == {"type": [
         "unknown campaign type 'mystery_box'; installed types: first_activation_bonus, "
-        "holiday_discount, points_multiplier"]}
+        "holiday_discount, points_exchange, points_multiplier"]}
 
 
 def test_name_defaults_to_the_id(registry):
@@ -496,7 +496,7 @@ def test_omitted_params_are_checked_as_empty(registry):
 def test_params_of_an_unknown_type_are_not_checked(registry):
     assert errors(registry, document(type="mystery_box", params={"anything": 1})) == {
         "type": ["unknown campaign type 'mystery_box'; installed types: "
-                 "first_activation_bonus, holiday_discount, points_multiplier"]}
+                 "first_activation_bonus, holiday_discount, points_exchange, points_multiplier"]}
 
 
 def test_params_money_uses_the_program_currency(registry):

@@ -148,3 +148,41 @@ def test_valid_values_are_taken(tmp_path):
     assert (settings.redis_url, settings.timezone, settings.currency,
             settings.points_per_unit, settings.minor_digits) == (
         "redis://127.0.0.1:6379/2", "Europe/Paris", "JPY", Decimal("0.5"), 0)
+
+
+def test_the_points_lifecycle_settings(tmp_path):
+    settings = Settings.from_env({"SECRET_KEY": "test-secret-key-0123456789",
+                                  "PROMO_POINTS_PENDING_DAYS": "7",
+                                  "PROMO_POINTS_EXPIRE_MONTHS": "12",
+                                  "PROMO_POINT_VALUE": "0.05"}, workdir=tmp_path)
+    assert (settings.points_pending_days, settings.points_expire_months,
+            settings.point_value) == (7, 12, Decimal("0.05"))
+    defaults = Settings.from_env({"SECRET_KEY": "test-secret-key-0123456789"},
+                                 workdir=tmp_path)
+    assert (defaults.points_pending_days, defaults.points_expire_months,
+            defaults.point_value) == (0, 0, Decimal("0.01"))
+    # Without cents, a point is worth the currency's smallest unit unless set.
+    yen = Settings.from_env({"SECRET_KEY": "test-secret-key-0123456789",
+                             "PROMO_CURRENCY": "JPY"}, workdir=tmp_path)
+    assert yen.point_value == Decimal(1)
+    off = Settings.from_env({"SECRET_KEY": "test-secret-key-0123456789",
+                             "PROMO_POINT_VALUE": "0"}, workdir=tmp_path)
+    assert off.point_value == 0
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("PROMO_POINT_VALUE", "0.001", "PROMO_POINT_VALUE: '0.001' must be an amount >= 0 with at "
+                                   "most 2 decimal places"),
+    ("PROMO_POINT_VALUE", "-1", "PROMO_POINT_VALUE: '-1' must be an amount >= 0"),
+    ("PROMO_POINT_VALUE", "abc", "PROMO_POINT_VALUE: 'abc' must be an amount >= 0"),
+    ("PROMO_POINT_VALUE", "NaN", "PROMO_POINT_VALUE: 'NaN' must be an amount >= 0"),
+    ("PROMO_POINTS_PENDING_DAYS", "-1", "PROMO_POINTS_PENDING_DAYS: '-1' must be a whole "
+                                        "number from 0 to 3650"),
+    ("PROMO_POINTS_EXPIRE_MONTHS", "1201", "PROMO_POINTS_EXPIRE_MONTHS: '1201' must be a "
+                                           "whole number from 0 to 1200"),
+])
+def test_bad_points_settings_stop_start_up(tmp_path, name, value, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"SECRET_KEY": "test-secret-key-0123456789", name: value},
+                          workdir=tmp_path)
+    assert str(raised.value).startswith(message)

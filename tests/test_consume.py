@@ -894,3 +894,91 @@ def check_ledger(engine, streams: Streams) -> None:
     assert set(answered) == expected_ids
     assert all(json.loads(bodies.pop()) == events[event_id][2] and not bodies
                for event_id, bodies in answered.items())
+
+
+# -- redemptions and cancels --------------------------------------------------------------
+
+EXCHANGE_CAMPAIGN = f"""
+id: mall
+type: points_exchange
+{OPEN_RANGE}params: {{cost_points: 100, voucher: {{amount: "15.00", valid_days: 10}}}}
+"""
+
+
+def spending_events(user_id: str) -> list[dict]:
+    """Points earned, burnt with a reference, exchanged for a voucher, the exchange
+    cancelled, and a burn of more than is left."""
+    def event(event_id, kind, at, **fields):
+        return {"event_id": event_id, "type": kind, "user_id": user_id,
+                "occurred_at": f"2026-06-16T{at}:00+08:00", **fields}
+    return [payment("pay-1", "300.00", user_id=user_id),
+            event("burn-1", "redemption", "10:00", points=50, reference="order-7"),
+            event("swap-1", "redemption", "11:00", campaign_id="mall"),
+            event("undo-1", "cancel", "12:00", original_event_id="swap-1"),
+            event("burn-2", "redemption", "13:00", points=1000)]
+
+
+def test_redemptions_and_cancels_from_the_stream_are_recorded_as_over_http(app, streams,
+                                                                           tmp_path):
+    from wallet import new_wallet_client, without_ids
+    install_campaigns(app, EXCHANGE_CAMPAIGN, tmp_path, name="exchange.yaml")
+    ids = [streams.add(body) for body in spending_events("u_stream")]
+    consumer = new_consumer(app, streams)
+
+    assert consumer.step() == 5
+
+    assert consumer.stats.outcomes == {"recorded": 4, "dead_lettered": 1}
+    assert streams.pending() == []
+    ledger = events_in_ledger(app)
+    assert sorted(ledger) == ["burn-1", "pay-1", "swap-1", "undo-1"]
+    swap, undo = ledger["swap-1"], ledger["undo-1"]
+    code = swap["rewards"][1]["voucher"]["code"]
+    assert {event_id: dict(body, rewards=without_ids(body["rewards"]))
+            for event_id, body in ledger.items() if event_id != "pay-1"} == {
+        "burn-1": {"event_id": "burn-1", "points_balance": 250, "reference": "order-7",
+                   "rewards": [{"campaign_id": None, "kind": "points", "points": -50}]},
+        "swap-1": {"event_id": "swap-1", "points_balance": 150, "rewards": [
+            {"campaign_id": "mall", "kind": "points", "points": -100},
+            {"campaign_id": "mall", "kind": "voucher",
+             "voucher": {"amount": "15.00", "currency": "CNY",
+                         "expires_at": "2026-06-26T03:00:00Z"}}]},
+        "undo-1": {"event_id": "undo-1", "points_balance": 250, "rewards": [
+            {"campaign_id": "mall", "kind": "points", "points": 100},
+            {"campaign_id": "mall", "kind": "voucher",
+             "voucher": {"amount": "-15.00", "currency": "CNY",
+                         "expires_at": "2026-06-26T03:00:00Z"}}]}}
+    assert [r["reverses"] for r in undo["rewards"]] == [r["reward_id"] for r in swap["rewards"]]
+    assert undo["rewards"][1]["voucher"]["code"] == code
+    message = "1000 points are needed and 250 are available"
+    refused = error("insufficient_points", message, {"points": [message]})
+    [(_, dead)] = streams.entries(streams.dead)
+    assert (decoded(dead)["source_id"], json.loads(dead[b"error"])) == (ids[4].decode(), refused)
+    results = [decoded(fields) for _, fields in streams.entries(streams.results)]
+    assert [(r["event_id"], r["status"]) for r in results] == [
+        ("pay-1", "201"), ("burn-1", "201"), ("swap-1", "201"), ("undo-1", "201"),
+        ("burn-2", "422")]
+    assert [json.loads(r["body"]) for r in results] == \
+        [ledger[event_id] for event_id in ("pay-1", "burn-1", "swap-1", "undo-1")] + [refused]
+
+    # The same events over HTTP (another user: the balances are each user's own).
+    wallet = new_wallet_client(app)
+    answers = [wallet.event(**body) for body in spending_events("u_http")]
+    assert [a.status_code for a in answers] == [201, 201, 201, 201, 422]
+    assert [dict(a.get_json(), rewards=without_ids(a.get_json()["rewards"]))
+            for a in answers[:4]] == \
+        [dict(ledger[e], rewards=without_ids(ledger[e]["rewards"]))
+         for e in ("pay-1", "burn-1", "swap-1", "undo-1")]
+    assert answers[4].get_json() == refused
+
+    def history(user_id):
+        points = wallet.get(f"/v1/users/{user_id}/points").get_json()
+        vouchers = wallet.get(f"/v1/users/{user_id}/vouchers?status=all").get_json()
+        return (points["points_balance"],
+                [(e["event_id"], e["campaign_id"], e["points"], e.get("reason"))
+                 for e in points["entries"]],
+                [(v["status"], v["amount"], v["campaign_id"]) for v in vouchers["vouchers"]])
+    assert history("u_stream") == history("u_http") == (
+        250,
+        [("undo-1", "mall", 100, "returned"), ("swap-1", "mall", -100, "spent"),
+         ("burn-1", None, -50, "spent"), ("pay-1", None, 300, None)],
+        [("voided", "15.00", "mall")])

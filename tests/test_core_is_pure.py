@@ -10,7 +10,8 @@ CORE_MODULES = ["promo_engine.core.engine", "promo_engine.core.campaign_views",
                 "promo_engine.core.event", "promo_engine.core.rewards", "promo_engine.core.money",
                 "promo_engine.core.params", "promo_engine.core.registry",
                 "promo_engine.core.hookspecs", "promo_engine.plugins.first_activation_bonus",
-                "promo_engine.plugins.holiday_discount", "promo_engine.plugins.points_multiplier"]
+                "promo_engine.plugins.holiday_discount", "promo_engine.plugins.points_multiplier",
+                "promo_engine.plugins.points_exchange", "promo_engine.core.compiled"]
 
 
 def test_core_modules_import_no_web_or_database_framework():

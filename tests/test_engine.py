@@ -23,7 +23,7 @@ from promo_engine.core.rewards import CASHBACK, DISCOUNT, POINTS, Reward, points
 
 from factories import (DEFAULT_AT, BudgetGate, RecordingGate, activation, bonus, builtin_registry,
                        campaign_ids, discount, make_campaign, make_engine, make_user, multiplier,
-                       new_user, payment, refund, rewards, utc)
+                       new_user, payment, raise_on_error, refund, rewards, utc, window)
 
 # --- a campaign type whose evaluator the tests control --------------------------------------
 
@@ -891,3 +891,383 @@ def test_evaluator_sees_the_event_user_and_base_points():
     engine.evaluate(event, user)
     assert seen == [EvaluationContext(event=event, user=user, base_points=24)]
 
+
+
+# --- points paying part of a payment (redeem_points) ------------------------------------------
+
+def engine_with(*campaigns, point_value: str = "0.01", points_per_unit: str = "1",
+                registry=None) -> RulesEngine:
+    return RulesEngine.compile(campaigns, registry or builtin_registry(), currency="CNY",
+                               points_per_unit=Decimal(points_per_unit), minor_digits=2,
+                               on_error=raise_on_error, point_value=Decimal(point_value))
+
+
+def test_point_value_defaults_to_one_cent():
+    assert make_engine().point_value == Decimal("0.01")
+
+
+def test_compile_passes_the_point_value_to_the_engine():
+    assert engine_with(point_value="0.05").point_value == Decimal("0.05")
+
+
+def test_points_discount_is_redeem_points_times_point_value():
+    discount_ = engine_with().points_discount(payment("100.00", redeem_points=1050))
+    assert (discount_, str(discount_)) == (Decimal("10.50"), "10.50")
+
+
+def test_points_discount_uses_the_configured_point_value():
+    assert engine_with(point_value="0.05").points_discount(payment(redeem_points=30)) == \
+        Decimal("1.50")
+
+
+def test_points_discount_is_zero_without_redeem_points():
+    assert engine_with().points_discount(payment("100.00")) == 0
+
+
+def test_base_points_are_earned_on_the_amount_less_the_points_discount():
+    decision = engine_with().evaluate(payment("100.00", redeem_points=1000), make_user())
+    assert rewards(decision) == [(None, POINTS, 90)]
+    assert decision.base_points == 90
+
+
+def test_base_points_after_a_points_discount_round_down():
+    engine = engine_with(points_per_unit="1.5")
+    assert engine.base_points(payment("100.00", redeem_points=1001)) == 134  # 89.99 x 1.5
+
+
+def test_base_points_of_a_payment_paid_wholly_with_points_are_zero():
+    decision = engine_with().evaluate(payment("10.00", redeem_points=1000), make_user())
+    assert (decision.grants, decision.base_points) == ((), 0)
+
+
+def test_base_points_never_go_below_zero():
+    assert engine_with().base_points(payment("10.00", redeem_points=5000)) == 0
+
+
+def test_a_multiplier_works_on_the_base_points_left_after_the_points_discount():
+    decision = engine_with(multiplier("x2", 2)).evaluate(
+        payment("100.00", redeem_points=2000), make_user())
+    assert rewards(decision) == [(None, POINTS, 80), ("x2", POINTS, 80)]
+
+
+def test_plain_decisions_follow_the_base_points_not_the_amount():
+    engine = engine_with()
+    with_points = engine.evaluate(payment("100.00", redeem_points=1000), make_user())
+    without = engine.evaluate(payment("100.00"), make_user())
+    same_base = engine.evaluate(payment("90.00"), make_user())
+    assert (with_points.base_points, without.base_points) == (90, 100)
+    assert rewards(without) == [(None, POINTS, 100)]
+    assert same_base is with_points
+
+
+def test_points_discount_leaves_less_for_campaign_discounts():
+    engine = engine_with(discount("d", amount_off="95.00"))
+    assert rewards(engine.evaluate(payment("100.00", redeem_points=1000), make_user())) == \
+        [(None, POINTS, 90), ("d", DISCOUNT, "90.00")]
+
+
+def test_percent_discount_is_of_the_amount_and_capped_by_what_is_left():
+    engine = engine_with(discount("d", percent=10))
+    decision = engine.evaluate(payment("100.00"), make_user(), discounted=Decimal("95.00"))
+    assert rewards(decision) == [(None, POINTS, 100), ("d", DISCOUNT, "5.00")]
+
+
+def test_discounted_leaves_less_for_campaign_discounts():
+    engine = engine_with(discount("d", amount_off="50.00"))
+    decision = engine.evaluate(payment("100.00"), make_user(), discounted=Decimal("60.00"))
+    assert rewards(decision) == [(None, POINTS, 100), ("d", DISCOUNT, "40.00")]
+
+
+def test_discounted_and_points_discount_add_up():
+    gate = RecordingGate()
+    engine = engine_with(discount("d", amount_off="50.00"))
+    decision = engine.evaluate(payment("100.00", redeem_points=3000), make_user(), gate,
+                               discounted=Decimal("60.00"))
+    assert rewards(decision) == [(None, POINTS, 70), ("d", DISCOUNT, "10.00")]
+    assert [str(reward.amount) for _, reward, _ in gate.calls] == ["10.00"]
+
+
+def test_nothing_left_after_vouchers_and_points_is_not_asked_of_the_gate():
+    gate = RecordingGate()
+    engine = engine_with(discount("d", amount_off="5.00"),
+                         bonus("welcome", on="first_payment", cashback="3.00", priority=-1))
+    decision = engine.evaluate(payment("100.00", redeem_points=4000), new_user(), gate,
+                               discounted=Decimal("60.00"))
+    assert rewards(decision) == [(None, POINTS, 60), ("welcome", CASHBACK, "3.00")]
+    assert gate.asked == ["welcome"]
+
+
+def test_discounted_does_not_change_base_points():
+    engine = engine_with(discount("d", percent=10))
+    decision = engine.evaluate(payment("100.00"), make_user(), discounted=Decimal("30.00"))
+    assert decision.base_points == 100
+
+
+# --- exchanges: campaigns a redemption names -------------------------------------------------
+
+class ExchangeProbe(ProbeType):
+    """An exchange type the tests control: `cost` points (10 by default) for its reward."""
+    name = "probe_exchange"
+
+    def triggers(self, params):
+        return frozenset(params.get("triggers", ("redemption",)))
+
+    def cost_points(self, params):
+        return params.get("cost", 10)
+
+    def compile(self, campaign):
+        evaluate = super().compile(campaign)
+        if campaign.params.get("nothing"):
+            return lambda ctx: None
+        return evaluate
+
+
+@pytest.fixture
+def exchanges():
+    return ExchangeProbe()
+
+
+@pytest.fixture
+def exchange_registry(probe, exchanges):
+    builtin = builtin_registry()
+    return Registry(campaign_types={**builtin.campaign_types, "probe": probe,
+                                    "probe_exchange": exchanges},
+                    event_types=builtin.event_types)
+
+
+def exchange_campaign(id, registry, **overrides):
+    return make_campaign(id, "probe_exchange", overrides.pop("params", {}), registry=registry,
+                         **overrides)
+
+
+def redemption(campaign_id="offer", at=DEFAULT_AT, **fields):
+    return Event(type="redemption", user_id="u_1", occurred_at=at, event_id="evt_r",
+                 campaign_id=campaign_id, **fields)
+
+
+def test_compiled_campaign_is_no_exchange_by_default():
+    campaign = make_campaign("d", "holiday_discount", {"percent": 1})
+    compiled = CompiledCampaign(campaign, lambda ctx: None, frozenset({"payment"}), 2)
+    assert (compiled.cost_points, compiled.is_exchange) == (None, False)
+
+
+def test_exchange_is_compiled_with_its_cost_points(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry, params={"cost": 250}),
+                         registry=exchange_registry)
+    assert (engine.exchange_campaign("offer").cost_points, len(engine)) == (250, 1)
+
+
+def test_exchange_campaign_is_none_for_a_campaign_that_is_no_exchange():
+    engine = make_engine(discount("d", percent=10))
+    assert (engine.exchange_campaign("d"), engine.exchange_campaign("nope")) == (None, None)
+
+
+def test_redemption_naming_an_exchange_has_it_as_its_only_candidate(exchange_registry):
+    offer = exchange_campaign("offer", exchange_registry)
+    engine = make_engine(offer, exchange_campaign("other", exchange_registry),
+                         probe_campaign("on-redemption", exchange_registry,
+                                        params={"triggers": ["redemption"]}),
+                         registry=exchange_registry)
+    assert [c.id for c in engine.candidates(redemption("offer"))] == ["offer"]
+
+
+def test_redemption_naming_no_campaign_never_sees_exchanges(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         probe_campaign("on-redemption", exchange_registry,
+                                        params={"triggers": ["redemption"]}),
+                         registry=exchange_registry)
+    assert [c.id for c in engine.candidates(redemption(None, points=5))] == ["on-redemption"]
+
+
+def test_redemption_naming_a_campaign_that_is_no_exchange_has_no_candidates(exchange_registry):
+    engine = make_engine(probe_campaign("on-redemption", exchange_registry,
+                                        params={"triggers": ["redemption"]}),
+                         registry=exchange_registry)
+    assert engine.candidates(redemption("on-redemption")) == ()
+
+
+def test_redemption_naming_an_unknown_campaign_has_no_candidates(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert engine.candidates(redemption("closed-offer")) == ()
+
+
+def test_exchange_is_never_a_candidate_of_a_payment_even_if_it_triggers_on_one(
+        exchanges, exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           params={"triggers": ["payment", "redemption"]}),
+                         registry=exchange_registry)
+    assert rewards(engine.evaluate(payment(), make_user())) == [(None, POINTS, 100)]
+    assert exchanges.calls == []
+
+
+def test_event_naming_an_exchange_whose_triggers_miss_its_type_has_no_candidates(
+        exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert engine.candidates(payment(campaign_id="offer")) == ()
+
+
+def test_exchange_scoped_to_merchants_is_still_the_candidate_of_its_redemption(
+        exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry, merchants=["m_9"]),
+                         registry=exchange_registry)
+    assert [c.id for c in engine.candidates(redemption("offer"))] == ["offer"]
+
+
+def test_redemption_of_an_exchange_is_granted_its_reward(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry, params={"points": 7}),
+                         registry=exchange_registry)
+    decision = engine.evaluate(redemption("offer"), make_user())
+    assert (rewards(decision), decision.base_points) == ([("offer", POINTS, 7)], 0)
+
+
+def test_exchange_outside_its_window_grants_nothing(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           windows=[window(["sat", "sun"])]),
+                         registry=exchange_registry)
+    assert engine.evaluate(redemption("offer"), make_user()).grants == ()
+
+
+def test_type_whose_cost_points_is_not_a_positive_int_skips_only_its_campaign(
+        exchange_registry):
+    log = ErrorLog()
+    engine = make_engine(exchange_campaign("zero", exchange_registry, params={"cost": 0}),
+                         exchange_campaign("text", exchange_registry, params={"cost": "5"}),
+                         exchange_campaign("fine", exchange_registry),
+                         registry=exchange_registry, on_error=log)
+    assert list(engine.campaigns) == ["fine"]
+    assert [(campaign_id, str(exc)) for campaign_id, exc in log.errors] == [
+        ("zero", "cost_points returned 0, not an int >= 1"),
+        ("text", "cost_points returned '5', not an int >= 1")]
+
+
+# --- why an exchange does not apply (offer_unavailable) --------------------------------------
+
+def reason(engine, event, user=None):
+    return engine.unavailable_reason(event, user or make_user())
+
+
+def test_unavailable_reason_is_none_when_the_exchange_applies(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer")) is None
+
+
+def test_unavailable_reason_is_none_for_an_event_naming_no_campaign():
+    assert reason(make_engine(), redemption(None, points=5)) is None
+
+
+def test_unavailable_reason_for_a_campaign_that_is_not_open(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("spring-mall")) == "campaign spring-mall is not open"
+
+
+def test_unavailable_reason_for_an_open_campaign_that_is_no_exchange():
+    engine = make_engine(discount("spring-dining", percent=10))
+    assert reason(engine, redemption("spring-dining")) == \
+        "campaign spring-dining is not a points exchange"
+
+
+def test_unavailable_reason_for_an_event_type_the_exchange_does_not_take(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert reason(engine, payment(campaign_id="offer")) == \
+        "campaign offer does not apply to a payment event"
+
+
+@pytest.mark.parametrize("at", [utc(2026, 12, 31, 15, 59, 59), utc(2027, 12, 31, 16, 0)])
+def test_unavailable_reason_outside_the_campaigns_dates(exchange_registry, at):
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer", at=at)) == "outside the campaign's dates"
+
+
+def test_unavailable_reason_outside_the_campaigns_hours(exchange_registry):
+    # DEFAULT_AT is Tuesday 12:00 in Shanghai.
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           windows=[window(None, "14:00", "18:00")]),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer")) == "outside the campaign's hours"
+
+
+def test_unavailable_reason_inside_the_campaigns_hours_is_none(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           windows=[window(["tue"], "11:00", "13:00")]),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer")) is None
+
+
+@pytest.mark.parametrize("conditions", [{"min_amount": "1.00"}, {"channels": ["qr"]},
+                                        {"attributes": {"segment": ["student"]}}])
+def test_unavailable_reason_when_the_conditions_are_not_met(exchange_registry, conditions):
+    engine = make_engine(exchange_campaign("offer", exchange_registry, conditions=conditions),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer", attributes={"segment": "retired"})) == \
+        "the campaign's conditions are not met"
+
+
+def test_unavailable_reason_is_none_when_the_conditions_are_met(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           conditions={"channels": ["app"]}),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer", channel="app")) is None
+
+
+def test_unavailable_reason_when_the_per_user_limit_is_reached(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           limits={"per_user": 2}),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer"), make_user(campaign_uses={"offer": 2})) == \
+        "the user's limit for this campaign is reached"
+    assert reason(engine, redemption("offer"), make_user(campaign_uses={"offer": 1})) is None
+
+
+def test_unavailable_reason_counts_the_daily_limit_on_the_campaigns_local_day(
+        exchange_registry):
+    # 2027-06-15 20:00 UTC is already 2027-06-16 04:00 in Shanghai.
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           limits={"per_user_daily": 1}),
+                         registry=exchange_registry)
+    event = redemption("offer", at=utc(2027, 6, 15, 20, 0))
+    assert reason(engine, event, make_user(daily_uses={("offer", date(2027, 6, 16)): 1})) == \
+        "the user's limit for this campaign is reached"
+    assert reason(engine, event, make_user(daily_uses={("offer", date(2027, 6, 15)): 1})) \
+        is None
+
+
+def test_unavailable_reason_leaves_budget_and_stock_to_the_gate(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           limits={"max_redemptions": 1}),
+                         registry=exchange_registry)
+    gate = BudgetGate(redeemed={"offer": 1})
+    assert engine.evaluate(redemption("offer"), make_user(), gate).grants == ()
+    assert reason(engine, redemption("offer")) is None
+
+
+def test_unavailable_reason_when_the_type_gives_no_reward(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           params={"nothing": True}),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer")) == "the campaign gives no reward for this event"
+
+
+def test_unavailable_reason_when_the_evaluator_raises(exchanges, exchange_registry):
+    exchanges.fail_evaluate.add("offer")
+    engine = make_engine(exchange_campaign("offer", exchange_registry),
+                         registry=exchange_registry)
+    assert reason(engine, redemption("offer")) == "the campaign gives no reward for this event"
+
+
+def test_unavailable_reason_checks_dates_before_hours_conditions_and_limits(exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry,
+                                           windows=[window(["sat"])],
+                                           conditions={"channels": ["qr"]},
+                                           limits={"per_user": 1}),
+                         registry=exchange_registry)
+    user = make_user(campaign_uses={"offer": 1})
+    assert [reason(engine, redemption("offer", at=at), user)
+            for at in (utc(2028, 1, 1), DEFAULT_AT, utc(2027, 6, 19, 4, 0))] == [
+        "outside the campaign's dates", "outside the campaign's hours",
+        "the campaign's conditions are not met"]

@@ -30,6 +30,16 @@ def openapi(app, tmp_path):
     return OpenAPI.from_dict(response.get_json())
 
 
+def redemption(event_id: str, *, user_id: str = "u_1", **fields) -> dict:
+    return {"event_id": event_id, "type": "redemption", "user_id": user_id,
+            "occurred_at": "2026-06-15T13:00:00+08:00", **fields}
+
+
+def cancel(event_id: str, original: str, *, user_id: str = "u_1") -> dict:
+    return {"event_id": event_id, "type": "cancel", "user_id": user_id,
+            "occurred_at": "2026-06-15T14:00:00+08:00", "original_event_id": original}
+
+
 def conforms(openapi, response, body: bytes = b"", *, request_too: bool = True):
     """Validate the request that was sent (its body given again: the stream is consumed)
     and the response against the description."""
@@ -67,6 +77,15 @@ def test_responses_conform_to_the_description(app, openapi):
                  lambda: wallet.post("/v1/quote", {k: v for k, v in payment("x", "10.00").items()
                                                    if k != "event_id"}),
                  lambda: wallet.get("/v1/users/u_1/points?limit=1"),
+                 lambda: wallet.event(**redemption("b1", points=10, reference="order-7")),
+                 lambda: wallet.event(**cancel("c1", "b1")),
+                 lambda: wallet.event(**payment("p2", "20.00", redeem_points=5,
+                                                device_id="dev-1")),
+                 lambda: wallet.post("/v1/quote", {k: v for k, v in redemption("q", points=1).items()
+                                                   if k != "event_id"}),
+                 lambda: wallet.get("/v1/users/u_1/points"),
+                 lambda: wallet.get("/v1/users/u_1/vouchers"),
+                 lambda: wallet.get("/v1/users/u_1/vouchers?status=all"),
                  lambda: wallet.get("/v1/campaigns"),
                  lambda: wallet.get("/v1/campaigns?merchant_id=m_100")):
         response = send()
@@ -81,6 +100,9 @@ def test_responses_conform_to_the_description(app, openapi):
     (lambda w: w.post("/v1/events", json.dumps(payment("p3", "1.00")), content_type="text/csv"), 415),
     (lambda w: w.event(**refund("r9", "missing", "1.00")), 422),
     (lambda w: w.get("/v1/users/u_1/points?limit=0"), 422),
+    (lambda w: w.get("/v1/users/u_1/vouchers?status=voided"), 422),
+    (lambda w: w.event(**redemption("b9", points=10**9)), 422),
+    (lambda w: w.event(**cancel("c9", "missing")), 422),
     (lambda w: w.get("/v1/campaigns?merchant_id=m%20100"), 422),
     (lambda w: w.get("/v1/campaigns?merchant=m_100"), 422),
 ])
@@ -134,7 +156,8 @@ def test_unsigned_campaigns_request_gets_described_401(app, openapi):
 
 
 SIGNED_OPERATIONS = [("/v1/events", "post"), ("/v1/quote", "post"),
-                     ("/v1/users/{user_id}/points", "get"), ("/v1/campaigns", "get")]
+                     ("/v1/users/{user_id}/points", "get"),
+                     ("/v1/users/{user_id}/vouchers", "get"), ("/v1/campaigns", "get")]
 
 
 @pytest.mark.parametrize("path, method", SIGNED_OPERATIONS)
@@ -155,8 +178,9 @@ def test_every_signed_operation_documents_what_any_signed_request_can_meet(app, 
 def test_request_description_states_the_programs_rules(app):
     schemas = app.test_client().get("/v1/openapi.json").get_json()["components"]["schemas"]
     event, quote = schemas["EventRequest"], schemas["QuoteRequest"]
-    assert event["properties"]["type"]["enum"] == ["activation", "payment", "refund"]
-    assert quote["properties"]["type"]["enum"] == ["activation", "payment"]
+    assert event["properties"]["type"]["enum"] == [
+        "activation", "cancel", "payment", "redemption", "refund"]
+    assert quote["properties"]["type"]["enum"] == ["activation", "payment", "redemption"]
     assert event["properties"]["currency"]["enum"] == ["CNY"]
     assert event["properties"]["amount"]["pattern"] == (
         r"^0*([1-9][0-9]{0,8}(\.[0-9]{1,2})?|1000000000(\.0{1,2})?|0\.([1-9][0-9]{0,1}|0[1-9]))$")
@@ -167,6 +191,45 @@ def test_request_description_states_the_programs_rules(app):
     assert event["dependentRequired"] == {"amount": ["currency"], "currency": ["amount"]}
     assert "original_event_id" not in quote["properties"]
     assert schemas["Reward"]["properties"]["amount"]["pattern"] == r"^-?[0-9]+\.[0-9]{2}$"
+    assert event["properties"]["campaign_id"]["pattern"] == "^[a-z0-9-]{1,64}$"
+    assert event["properties"]["device_id"]["pattern"] == "^[A-Za-z0-9_.:-]{1,128}$"
+    assert event["properties"]["points"] | {"description": ""} == {
+        "type": "integer", "minimum": 1, "maximum": 10**12, "description": ""}
+    assert event["properties"]["vouchers"] | {"description": ""} == {
+        "type": "array", "minItems": 1, "maxItems": 5, "uniqueItems": True, "description": "",
+        "items": {"type": "string", "pattern": "^[A-Z0-9]{10,32}$"}}
+    assert "0.01 CNY each" in event["properties"]["redeem_points"]["description"]
+    for voucher in ("Voucher", "UserVoucher"):
+        assert schemas[voucher]["properties"]["min_amount"]["pattern"] == r"^[0-9]+\.[0-9]{2}$"
+
+
+def test_description_refuses_redeem_points_when_a_point_is_worth_nothing():
+    """PROMO_POINT_VALUE=0 turns paying with points off: the description and the request
+    schema both refuse redeem_points then."""
+    from decimal import Decimal
+
+    from jsonschema import Draft202012Validator
+    from marshmallow import ValidationError
+
+    from promo_engine.api.openapi import build_spec
+    from promo_engine.api.schemas import POINTS_OFF_MESSAGE, EventRequestSchema
+    from promo_engine.core.event import BUILTIN_EVENT_TYPES
+    body = payment("p1", "10.00", redeem_points=1)
+    for value, valid in ((Decimal("0"), False), (Decimal("0.05"), True)):
+        doc = build_spec(BUILTIN_EVENT_TYPES, "CNY", value)
+        schema = {**doc["components"]["schemas"]["EventRequest"],
+                  "$defs": doc["components"]["schemas"]}
+        assert Draft202012Validator(schema).is_valid(body) == valid
+        server = EventRequestSchema(event_types=BUILTIN_EVENT_TYPES, currency="CNY",
+                                    point_value=value)
+        if valid:
+            assert server.load(body).redeem_points == 1
+        else:
+            with pytest.raises(ValidationError) as refused:
+                server.load(body)
+            assert refused.value.messages == {"redeem_points": [POINTS_OFF_MESSAGE]}
+            assert "turned off" in doc["components"]["schemas"]["EventRequest"][
+                "properties"]["redeem_points"]["description"]
 
 
 @pytest.mark.parametrize("body, valid", [
@@ -188,6 +251,27 @@ def test_request_description_states_the_programs_rules(app):
     ({**activation("a1"), "occurred_at": "1969-12-31T23:59:59Z"}, False),
     ({**payment("p1", "10.00"), "currency": "USD"}, False),
     ({**activation("a1"), "attributes": {"bad name": 1}}, False),
+    ({**activation("a1"), "device_id": "d" * 128}, True),
+    ({**payment("p1", "10.00"), "redeem_points": 5, "device_id": "dev-1"}, True),
+    (redemption("b1", points=5, reference="order-1", device_id="dev-1"), True),
+    ({**activation("a1"), "device_id": "d" * 129}, False),
+    ({**payment("p1", "10.00"), "redeem_points": 5, "vouchers": None}, False),
+    ({**payment("p1", "10.00"), "redeem_points": 0}, False),
+    ({**payment("p1", "10.00"), "vouchers": []}, False),
+    ({**payment("p1", "10.00"), "vouchers": ["ABCDEFGHIJ", "ABCDEFGHIJ"]}, False),
+    ({**payment("p1", "10.00"), "points": 5}, False),
+    ({**activation("a1"), "redeem_points": 5}, False),
+    (redemption("b1"), False),
+    (redemption("b1", points=5, campaign_id="offer"), False),
+    (redemption("b1", points=5, merchant_id="m_100"), False),
+    (redemption("b1", points=5, amount="1.00", currency="CNY"), False),
+    (redemption("b1", points=5, vouchers=["ABCDEFGHIJ"]), False),
+    (redemption("b1", points=5, original_event_id="p1"), False),
+    ({**cancel("c1", "b0"), "original_event_id": None}, False),
+    ({k: v for k, v in cancel("c1", "b0").items() if k != "original_event_id"}, False),
+    ({**cancel("c1", "b0"), "reference": "order-1"}, False),
+    ({**cancel("c1", "b0"), "points": 5}, False),
+    ({**cancel("c1", "b0"), "merchant_id": "m_100"}, False),
 ])
 def test_request_description_agrees_with_the_server(app, body, valid):
     """What the description's JSON Schema accepts, the server accepts, and the reverse."""

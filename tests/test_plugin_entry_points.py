@@ -105,7 +105,7 @@ def test_plugin_manager_registers_the_installed_plugin(installed_plugin, monkeyp
                                       for p, dist in pm.list_plugin_distinfo()]
     registry = build_registry(pm)
     assert {"first_activation_bonus", "holiday_discount", "points_multiplier",
-            "tiered_cashback"} <= set(registry.campaign_types)
+            "points_exchange", "tiered_cashback"} <= set(registry.campaign_types)
     assert type(registry.campaign_type("tiered_cashback")).__module__ == MODULE
 
 
@@ -115,7 +115,8 @@ def test_load_entry_points_0_keeps_installed_plugins_out(installed_plugin, monke
     assert pm.get_plugin("tiered_cashback") is None
     assert pm.list_plugin_distinfo() == []
     assert set(build_registry(pm).campaign_types) == {"first_activation_bonus",
-                                                      "holiday_discount", "points_multiplier"}
+                                                      "holiday_discount", "points_multiplier",
+                                                      "points_exchange"}
 
 
 def test_hook_promo_campaign_types(installed_plugin):
@@ -172,7 +173,7 @@ def test_without_the_plugin_the_type_is_unknown(installed_plugin, tmp_path):
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         f"{EXAMPLE_CAMPAIGNS}:4: type: unknown campaign type 'tiered_cashback'; installed "
-        "types: first_activation_bonus, holiday_discount, points_multiplier"]
+        "types: first_activation_bonus, holiday_discount, points_exchange, points_multiplier"]
 
 
 @pytest.fixture
@@ -282,7 +283,8 @@ def test_hook_promo_event_types(settings, tmp_path):
     pm = get_plugin_manager(load_entry_points=False)
     pm.register(LoyaltyCheckinPlugin(), name="loyalty-checkin")
     registry = build_registry(pm)
-    assert registry.event_types == {"activation", "payment", "refund", "loyalty_checkin"}
+    assert registry.event_types == {"activation", "payment", "refund", "redemption", "cancel",
+                                    "loyalty_checkin"}
     with running_app(settings, registry) as app:
         install_campaigns(app, CHECKIN_CAMPAIGN, tmp_path)
         wallet = new_wallet_client(app)
@@ -303,4 +305,4 @@ def test_an_event_type_no_plugin_registers_is_refused(settings):
         response = new_wallet_client(app).event(**checkin("chk_1"))
     assert response.status_code == 422
     assert response.get_json()["error"]["fields"]["type"] == [
-        "must be one of: activation, payment, refund"]
+        "must be one of: activation, cancel, payment, redemption, refund"]

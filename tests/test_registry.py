@@ -18,7 +18,9 @@ from promo_engine.core.rewards import POINTS, points_reward
 
 from factories import DEFAULT_AT, make_campaign, make_engine, make_user, rewards
 
-BUILTIN_TYPES = {"first_activation_bonus", "holiday_discount", "points_multiplier"}
+BUILTIN_TYPES = {"first_activation_bonus", "holiday_discount", "points_multiplier",
+                 "points_exchange"}
+BUILTIN_EVENT_TYPES = frozenset({"activation", "payment", "refund", "redemption", "cancel"})
 
 
 class CheckinParams(Schema):
@@ -82,9 +84,8 @@ def test_each_builtin_type_is_registered_under_its_own_name():
         {name: name for name in BUILTIN_TYPES}
 
 
-def test_builtin_event_types_are_activation_payment_and_refund():
-    assert build_registry(builtin_manager()).event_types == \
-        frozenset({"activation", "payment", "refund"})
+def test_builtin_event_types_are_activation_payment_refund_redemption_and_cancel():
+    assert build_registry(builtin_manager()).event_types == BUILTIN_EVENT_TYPES
 
 
 def test_builtin_plugins_are_registered_by_module_name():
@@ -127,8 +128,7 @@ def test_registered_plugin_adds_a_campaign_type():
 def test_registered_plugin_adds_an_event_type():
     pm = builtin_manager()
     pm.register(CheckinPlugin(), name="checkin")
-    assert build_registry(pm).event_types == \
-        frozenset({"activation", "payment", "refund", "checkin"})
+    assert build_registry(pm).event_types == BUILTIN_EVENT_TYPES | {"checkin"}
 
 
 def test_registered_module_plugin_adds_a_type_and_an_event_type(tmp_path, monkeypatch):
@@ -182,7 +182,7 @@ def test_plugin_returning_none_adds_nothing():
     pm.register(Silent(), name="silent")
     registry = build_registry(pm)
     assert set(registry.campaign_types) == BUILTIN_TYPES
-    assert registry.event_types == frozenset({"activation", "payment", "refund"})
+    assert registry.event_types == BUILTIN_EVENT_TYPES
 
 
 # --- broken plugins ------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_promo_load_entry_points_zero_keeps_entry_point_plugins_out(installed_pl
     monkeypatch.setenv("PROMO_LOAD_ENTRY_POINTS", "0")
     pm = get_plugin_manager()
     assert not pm.has_plugin(installed_plugin)
-    assert build_registry(pm).event_types == frozenset({"activation", "payment", "refund"})
+    assert build_registry(pm).event_types == BUILTIN_EVENT_TYPES
 
 
 def test_promo_load_entry_points_zero_keeps_the_builtins(installed_plugin, monkeypatch):

@@ -42,6 +42,26 @@ def test_voucher_loads_amount_and_valid_days():
                       "voucher": {"amount": Decimal("10.00"), "valid_days": 30}}
 
 
+def test_voucher_loads_an_optional_min_amount_as_money():
+    loaded = load_params(TYPE, {"voucher": {"amount": "10.00", "valid_days": 30,
+                                            "min_amount": "50"}})
+    assert loaded == {"on": "activation", "voucher": {
+        "amount": Decimal("10.00"), "valid_days": 30, "min_amount": Decimal("50.00")}}
+    assert str(loaded["voucher"]["min_amount"]) == "50.00"
+
+
+def test_voucher_min_amount_written_as_a_float_is_refused():
+    assert params_errors(TYPE, {"voucher": {"amount": "10.00", "valid_days": 30,
+                                            "min_amount": 50.0}}) == \
+        {"voucher": {"min_amount": ['write money as a quoted string, e.g. "30.00"']}}
+
+
+def test_voucher_min_amount_of_zero_is_refused():
+    assert params_errors(TYPE, {"voucher": {"amount": "10.00", "valid_days": 30,
+                                            "min_amount": "0"}}) == \
+        {"voucher": {"min_amount": ["must be greater than 0"]}}
+
+
 def test_on_other_than_activation_or_first_payment_is_refused():
     assert params_errors(TYPE, {"on": "signup", "points": 1}) == \
         {"on": ["Must be one of: activation, first_payment."]}
@@ -161,10 +181,26 @@ def test_reward_unit_follows_the_reward(params, unit):
     ({"on": "first_payment", "cashback": "10"}, "10.00 CNY cashback on your first payment"),
     ({"voucher": {"amount": "10.00", "valid_days": 30}},
      "a 10.00 CNY voucher valid 30 days on your wallet activation"),
+    ({"voucher": {"amount": "10.00", "valid_days": 30, "min_amount": "50"}},
+     "a 10.00 CNY voucher valid 30 days (min. spend 50.00 CNY) on your wallet activation"),
 ])
 def test_summary_describes_the_bonus(params, text):
     campaign_type = builtin_registry().campaign_type(TYPE)
     assert campaign_type.summary(load_params(TYPE, params), "CNY") == text
+    assert campaign_type.localized_summary(load_params(TYPE, params), "CNY", "en") == text
+
+
+@pytest.mark.parametrize("params, text", [
+    ({"points": 100}, "开通钱包送 100 积分"),
+    ({"on": "first_payment", "cashback": "10"}, "首次支付送 10.00 CNY 返现"),
+    ({"voucher": {"amount": "10.00", "valid_days": 30}},
+     "开通钱包送 10.00 CNY 优惠券，30 天内有效"),
+    ({"voucher": {"amount": "10.00", "valid_days": 30, "min_amount": "50"}},
+     "开通钱包送 10.00 CNY 优惠券（满 50.00 CNY 可用），30 天内有效"),
+])
+def test_summary_in_chinese(params, text):
+    campaign_type = builtin_registry().campaign_type(TYPE)
+    assert campaign_type.localized_summary(load_params(TYPE, params), "CNY", "zh") == text
 
 
 # --- on activation ----------------------------------------------------------------------------
@@ -207,6 +243,19 @@ def test_first_activation_earns_the_voucher():
     reward = engine.evaluate(activation(), new_user()).grants[0].reward
     assert (reward.campaign_id, reward.kind, str(reward.amount), reward.currency,
             reward.voucher_valid_days) == ("welcome", VOUCHER, "10.00", "CNY", 30)
+
+
+def test_first_activation_earns_a_voucher_with_its_min_amount():
+    engine = make_engine(bonus("welcome", voucher={"amount": "10.00", "valid_days": 30,
+                                                   "min_amount": "50.00"}))
+    reward = engine.evaluate(activation(), new_user()).grants[0].reward
+    assert (reward.kind, str(reward.amount), reward.voucher_valid_days,
+            str(reward.voucher_min_amount)) == (VOUCHER, "10.00", 30, "50.00")
+
+
+def test_voucher_without_min_amount_has_none():
+    engine = make_engine(bonus("welcome", voucher={"amount": "10.00", "valid_days": 30}))
+    assert engine.evaluate(activation(), new_user()).grants[0].reward.voucher_min_amount is None
 
 
 def test_bonus_is_in_the_campaign_currency():

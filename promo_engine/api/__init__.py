@@ -8,4 +8,5 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 # Each module registers its routes and hooks on `bp`.
-from promo_engine.api import auth, campaigns, errors, events, openapi, ops  # noqa: E402,F401
+from promo_engine.api import (auth, campaigns, errors, events, openapi, ops,  # noqa: E402,F401
+                              wallet_reads)

@@ -1,17 +1,22 @@
 """GET /v1/openapi.json: the OpenAPI 3.1 description, generated from the API's schemas."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import current_app, jsonify
 
 from promo_engine import __version__
 from promo_engine.api import bp
-from promo_engine.api.events import CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE
-from promo_engine.api.schemas import (ATTRIBUTE_NAMES, ID_PATTERN, CampaignsResponseSchema,
-                                      ErrorSchema, EventRequestSchema, EventResponseSchema,
-                                      PointsResponseSchema, QuoteRequestSchema, QuoteResponseSchema,
-                                      amount_pattern)
+from promo_engine.api.request_fields import ATTRIBUTE_NAMES, ID_PATTERN
+from promo_engine.api.response_schemas import (CampaignsResponseSchema, ErrorSchema,
+                                               EventResponseSchema, PointsResponseSchema,
+                                               QuoteResponseSchema, VouchersResponseSchema)
+from promo_engine.api.schemas import EventRequestSchema, QuoteRequestSchema, amount_pattern
+# Importing the read endpoints also registers their routes on `bp`.
+from promo_engine.api.wallet_reads import (CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE,
+                                           VOUCHER_FILTERS)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
 SCHEME_DESCRIPTIONS = {"PromoSignature": {"description": (
@@ -27,7 +32,9 @@ ERRORS = {
     409: "event_id already used with a different body",
     413: "body over 64 KiB (checked before the signature)",
     415: "not Content-Type: application/json in UTF-8",
-    422: "validation_error (events also: unknown_payment, refund_exceeds_payment)",
+    422: "validation_error (events also: unknown_payment, refund_exceeds_payment, "
+         "insufficient_points, offer_unavailable, voucher_unavailable, voucher_used, "
+         "already_cancelled, unknown_redemption)",
     429: "this client sends too many requests; retry after Retry-After seconds",
     503: "database or Redis unavailable; retry after Retry-After seconds",
 }
@@ -57,13 +64,16 @@ def _complete(doc: dict, currency: str) -> None:
     schemas["Reward"]["properties"]["amount"]["pattern"] = amount_pattern(
         currency, signed=True, exact=True)
     schemas["Reward"]["properties"]["currency"]["enum"] = [currency]
-    schemas["Voucher"]["properties"]["amount"]["pattern"] = amount_pattern(currency, exact=True)
-    schemas["Voucher"]["properties"]["currency"]["enum"] = [currency]
+    for voucher in ("Voucher", "UserVoucher"):
+        properties = schemas[voucher]["properties"]
+        for name in ("amount", "min_amount"):  # a pattern holds for strings, not null
+            properties[name]["pattern"] = amount_pattern(currency, exact=True)
+        properties["currency"]["enum"] = [currency]
     for request in ("EventRequest", "QuoteRequest"):
         schemas[request]["properties"]["attributes"]["propertyNames"] = ATTRIBUTE_NAMES
 
 
-def build_spec(event_types, currency: str) -> dict:
+def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01")) -> dict:
     spec = APISpec(title="promo-engine wallet API", version=__version__, openapi_version="3.1.0",
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Signed JSON API for the wallet backend. Every /v1/ "
@@ -73,8 +83,10 @@ def build_spec(event_types, currency: str) -> dict:
                          ("PromoSignature", "X-Promo-Signature")):
         spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header,
                                                **SCHEME_DESCRIPTIONS.get(name, {})})
-    request_schema = EventRequestSchema(event_types=event_types, currency=currency)
-    quote_schema = QuoteRequestSchema(event_types=event_types, currency=currency)
+    request_schema = EventRequestSchema(event_types=event_types, currency=currency,
+                                        point_value=point_value)
+    quote_schema = QuoteRequestSchema(event_types=event_types, currency=currency,
+                                      point_value=point_value)
     spec.components.schema("EventRequest", request_schema.json_schema_rules(),
                            schema=request_schema)
     spec.components.schema("QuoteRequest", quote_schema.json_schema_rules(),
@@ -82,6 +94,7 @@ def build_spec(event_types, currency: str) -> dict:
     spec.components.schema("EventResponse", schema=EventResponseSchema)
     spec.components.schema("QuoteResponse", schema=QuoteResponseSchema)
     spec.components.schema("PointsResponse", schema=PointsResponseSchema)
+    spec.components.schema("VouchersResponse", schema=VouchersResponseSchema)
     spec.components.schema("CampaignsResponse", schema=CampaignsResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     json_of = lambda ref: {"application/json": {"schema": ref}}  # noqa: E731
@@ -98,14 +111,14 @@ def build_spec(event_types, currency: str) -> dict:
                     "content": json_of("EventResponse")},
             **_errors(400, 409, 415, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/quote", operations={"post": {
-        "summary": "Evaluate a payment without side effects",
+        "summary": "Evaluate a payment, redemption or activation without side effects",
         "security": SIGNED,
         "requestBody": {"required": True, "content": json_of("QuoteRequest")},
         "responses": {"200": {"description": "what would be granted now",
                               "content": json_of("QuoteResponse")},
                       **_errors(400, 415, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/users/{user_id}/points", operations={"get": {
-        "summary": "A user's points balance and ledger entries, newest first",
+        "summary": "A user's points: balance, pending, expiring, and ledger entries newest first",
         "security": SIGNED,
         "parameters": [
             {"name": "user_id", "in": "path", "required": True,
@@ -118,6 +131,21 @@ def build_spec(event_types, currency: str) -> dict:
              "schema": {"type": "string", "pattern": CURSOR_PATTERN}}],
         "responses": {"200": {"description": "balance and entries",
                               "content": json_of("PointsResponse")},
+                      **_errors(404, 422, *SIGNED_ERRORS)}}})
+    spec.path(path="/v1/users/{user_id}/vouchers", operations={"get": {
+        "summary": "A user's vouchers, newest first",
+        "description": "Query parameters other than status get 422.",
+        "security": SIGNED,
+        "parameters": [
+            {"name": "user_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": ID_PATTERN}},
+            {"name": "status", "in": "query", "required": False,
+             "description": "which vouchers: active (usable now), used, expired, or all "
+                            "(voided ones included)",
+             "schema": {"type": "string", "enum": list(VOUCHER_FILTERS),
+                        "default": VOUCHER_FILTERS[0]}}],
+        "responses": {"200": {"description": "the vouchers",
+                              "content": json_of("VouchersResponse")},
                       **_errors(404, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/campaigns", operations={"get": {
         "summary": "The open campaigns, for the wallet to show (no budget internals)",
@@ -146,5 +174,6 @@ def openapi_json():
     cached = current_app.extensions.get("promo_openapi")
     if cached is None:
         cached = current_app.extensions["promo_openapi"] = build_spec(
-            service.registry.event_types, service.settings.currency)
+            service.registry.event_types, service.settings.currency,
+            service.settings.point_value)
     return jsonify(cached)

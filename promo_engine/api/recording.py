@@ -29,6 +29,7 @@ def request_schema(service, *, quote: bool = False) -> EventRequestSchema:
         schema_class = QuoteRequestSchema if quote else EventRequestSchema
         schema = schemas[quote] = schema_class(event_types=service.registry.event_types,
                                                currency=service.settings.currency,
+                                               point_value=service.settings.point_value,
                                                now=lambda: service.clock())
     return schema
 
@@ -60,6 +61,5 @@ def record_event_body(service, client_id: str, body: dict) -> tuple[Event, Recor
                        f"event_id {event.event_id} was already used with a different body",
                        fields={"event_id": ["already used with a different body"]}) from None
     except LedgerError as exc:
-        fields = {exc.field: [exc.message]} if exc.field else None
-        raise ApiError(422, exc.code, exc.message, fields=fields) from None
+        raise ApiError(422, exc.code, exc.message, fields=exc.fields) from None
     return event, recorded

@@ -1,151 +1,39 @@
-"""Marshmallow schemas of the wallet API: requests validated here, responses described here.
+"""The request bodies of the wallet API: POST /v1/events and POST /v1/quote.
 
-The same schemas generate /v1/openapi.json, so the description cannot drift from the code.
+Each field's own rule is in request_fields.py; the rules across fields (which event types
+take which fields) are here, once as the server checks them (`check_event`) and once as
+JSON Schema states them (`json_schema_rules`), so /v1/openapi.json says what the server
+enforces. What the API answers is described in response_schemas.py.
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 
-from marshmallow import (RAISE, Schema, ValidationError, fields, post_load, validate,
-                         validates_schema)
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
+from promo_engine.api.request_fields import (  # noqa: F401 (ID_*: re-exported)
+    AMOUNT_SHAPE_MESSAGE, ATTRIBUTE_TEXT_PATTERN, CAMPAIGN_ID_MESSAGE, CAMPAIGN_ID_PATTERN,
+    CHANNEL_PATTERN, DEVICE_ID_MESSAGE, DEVICE_ID_PATTERN, EARLIEST_YEAR, FUTURE_MESSAGE,
+    ID_MESSAGE, ID_PATTERN, MAX_ATTRIBUTE_TEXT, MAX_ATTRIBUTES, MAX_FUTURE, MAX_VOUCHERS,
+    MCC_PATTERN, OCCURRED_AT_PATTERN, WHOLE_NUMBER_WORDS, AmountText, Attributes, FullMatch,
+    Timestamp, VoucherCodes, WholeNumber, identifier)
 from promo_engine.core import money
-from promo_engine.core.event import ACTIVATION, PAYMENT, REFUND, Event
+from promo_engine.core.event import CANCEL, PAYMENT, REDEMPTION, REFUND, Event
 
-# The patterns below are both what the server enforces and what /v1/openapi.json states
-# (apispec reads them from the fields), so the description cannot drift from the code.
-ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-ID_MESSAGE = "must be 1-64 characters of A-Z a-z 0-9 _ . : -"
-MCC_PATTERN = r"^[0-9]{4}$"
-CHANNEL_PATTERN = r"^[A-Za-z0-9_.:-]{1,32}$"
-MAX_FUTURE = timedelta(seconds=300)
-FUTURE_MESSAGE = "is more than 300 seconds in the future"
-# Nothing a wallet records happened before 1970, and the bound keeps every later step (time
-# zones, day boundaries, expiry dates) clear of datetime's year 1. It is on the date as
-# written, so that the description's pattern can state it ("19[7-9][0-9]" below).
-EARLIEST_YEAR = 1970
-# RFC 3339 date-time with an offset (hours 00-23, minutes 00-59). Second 60 is refused: the
-# ledger's clock, like POSIX time, has no leap seconds, and "format": "date-time" alone
-# would not settle it (validators differ: some refuse every second 60, some allow 23:59:60
-# UTC). Days past the end of their month pass the pattern; "format": "date-time" in the
-# description and the parsing in `Timestamp` refuse them.
-OCCURRED_AT_PATTERN = (r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-                       r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
-                       r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
-TIMESTAMP_MESSAGE = ("must be an RFC 3339 timestamp with offset, "
-                     "e.g. 2026-11-22T10:30:00+08:00")
-_OCCURRED_AT = re.compile(OCCURRED_AT_PATTERN)  # compiled once: every event is checked
-# The same parts, loosely, to say which rule a refused timestamp breaks.
-_TIMESTAMP_PARTS = re.compile(r"([0-9]{4})-[0-9]{2}-[0-9]{2}([Tt ])[0-9]{2}:[0-9]{2}:([0-9]{2})"
-                              r"(?:\.[0-9]+)?(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))")
-AMOUNT_SHAPE_MESSAGE = 'must be digits with an optional point followed by digits, e.g. "12.50"'
-MAX_ATTRIBUTES = 32
-MAX_ATTRIBUTE_TEXT = 256
-# requests.py refuses U+0000 in every string of a body; attribute values are the only free
-# text, so they are where the description has to say it.
-ATTRIBUTE_TEXT_PATTERN = r"^[^\u0000]*$"
-ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-# apispec drops propertyNames from field metadata; openapi.py adds it to "attributes"
-ATTRIBUTE_NAMES = {"pattern": "^" + ATTRIBUTE_NAME.pattern + "$"}
-
-
-class FullMatch(validate.Regexp):
-    """`validate.Regexp` on the whole value.
-
-    marshmallow's Regexp uses `re.match`, where `$` also matches before a final newline, so
-    "u_1\n" would pass `^...$`. The pattern (written for the OpenAPI description, where `$`
-    is the end of the text) must match all of the value here.
-    """
-
-    def __call__(self, value):
-        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
-def identifier(**kwargs) -> fields.String:
-    return fields.String(validate=FullMatch(ID_PATTERN, error=ID_MESSAGE), **kwargs)
-
-
-class Timestamp(fields.Field):
-    """RFC 3339 with an explicit offset (OCCURRED_AT_PATTERN); returned as an aware UTC datetime."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError(TIMESTAMP_MESSAGE)
-        if not _OCCURRED_AT.fullmatch(value):
-            raise ValidationError(_timestamp_mistake(value))
-        text = value.upper()  # "t" and "z" are its only letters
-        fraction = re.search(r"\.(\d+)", text)
-        if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
-            text = text.replace(fraction.group(0), "." + fraction.group(1)[:6])
-        try:
-            return datetime.fromisoformat(text).astimezone(timezone.utc)
-        except ValueError:  # a day past the end of its month
-            raise ValidationError("is not a valid date and time") from None
-        except OverflowError:  # past year 9999 in UTC: 9999-12-31 with a negative offset
-            raise ValidationError(FUTURE_MESSAGE) from None
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else value.astimezone(timezone.utc).isoformat()
-
-
-def _timestamp_mistake(text: str) -> str:
-    """Why `text` does not match OCCURRED_AT_PATTERN, in the client's terms."""
-    parts = _TIMESTAMP_PARTS.fullmatch(text)
-    if parts is None:
-        return TIMESTAMP_MESSAGE
-    year, separator, second, offset_hours, offset_minutes = parts.groups()
-    if int(year) < EARLIEST_YEAR:
-        return f"must not be before the year {EARLIEST_YEAR}"
-    if separator == " ":
-        return 'must separate the date and the time with "T"'
-    if second == "60":
-        return "must not be a leap second (second 60)"
-    if offset_hours is not None and (int(offset_hours) > 23 or int(offset_minutes) > 59):
-        return "must have an offset of hours 00-23 and minutes 00-59"
-    return "is not a valid date and time"
-
-
-class AmountText(fields.String):
-    """Money as a decimal string; checked against the currency in the schema's validation."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError('must be a string such as "12.50", not a number')
-        return value
-
-
-class Attributes(fields.Field):
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, dict):
-            raise ValidationError("must be an object")
-        if len(value) > MAX_ATTRIBUTES:
-            raise ValidationError(f"at most {MAX_ATTRIBUTES} keys")
-        errors, result = {}, {}
-        for key, item in value.items():
-            if not ATTRIBUTE_NAME.fullmatch(key):
-                errors[key] = ["attribute names are 1-64 characters of A-Z a-z 0-9 _ . : -"]
-            elif isinstance(item, bool):
-                result[key] = item
-            elif isinstance(item, (int, Decimal)):
-                number = Decimal(item)
-                if not number.is_finite():
-                    errors[key] = ["must be a finite number"]
-                else:
-                    result[key] = number
-            elif isinstance(item, str):
-                if len(item) > MAX_ATTRIBUTE_TEXT:
-                    errors[key] = [f"at most {MAX_ATTRIBUTE_TEXT} characters"]
-                else:
-                    result[key] = item
-            else:
-                errors[key] = ["must be a string, number or boolean"]
-        if errors:
-            raise ValidationError(errors)
-        return result
+MONEY_FIELDS = ("merchant_id", "amount", "currency")
+REDEMPTION_CHOICES = ("points", "campaign_id")  # exactly one of them
+REDEMPTION_FIELDS = (*REDEMPTION_CHOICES, "reference")
+PAYMENT_FIELDS = ("redeem_points", "vouchers")
+# Events whose `original_event_id` names the event they act on: a refund its payment, a
+# cancel its redemption. They change what was recorded, so they cannot be quoted.
+FOLLOW_UPS = (REFUND, CANCEL)
+# The start of the message for points worth more than the payment; the rest gives the
+# numbers. JSON Schema cannot multiply, so the description says it in words.
+POINTS_OVER_AMOUNT = "pays more than the amount"
+POINTS_OVER_AMOUNT_WORDS = "worth at most the amount (more gets 422)"
+POINTS_OFF_MESSAGE = "paying with points is turned off in this program"
 
 
 class EventRequestSchema(Schema):
@@ -155,20 +43,23 @@ class EventRequestSchema(Schema):
         unknown = RAISE
 
     event_id = identifier(required=True, metadata={"description": "idempotency key, unique per client"})
-    type = fields.String(required=True, metadata={"description": "activation, payment or refund "
-                                                  "(plugins may register more)"})
+    type = fields.String(required=True, metadata={
+        "description": "activation, payment, refund, redemption or cancel (plugins may "
+                       "register more)"})
     user_id = identifier(required=True)
     occurred_at = Timestamp(required=True, metadata={
         "type": "string", "format": "date-time", "pattern": OCCURRED_AT_PATTERN,
         "description": "RFC 3339 with an offset (hours 00-23, minutes 00-59), from the year "
                        f"{EARLIEST_YEAR} on, without leap seconds; at most 300 s ahead of "
                        "the server's clock (a later time gets 422)"})
-    merchant_id = identifier(metadata={"description": "required for payment and refund"})
+    merchant_id = identifier(metadata={"description": "required for payment and refund; "
+                                                      "not for redemption and cancel"})
     amount = AmountText(metadata={"description": "required for payment and refund: a decimal "
                                                  f"> 0 and at most {money.MAX_PAYMENT}, with "
                                                  "at most the currency's minor digits, "
                                                  "written as digits with an optional point "
-                                                 "followed by digits",
+                                                 "followed by digits; not for redemption "
+                                                 "and cancel",
                                   "example": "128.50"})
     currency = fields.String(metadata={"description": "ISO 4217, the program's currency; "
                                                       "required with amount",
@@ -177,31 +68,63 @@ class EventRequestSchema(Schema):
     channel = fields.String(validate=FullMatch(CHANNEL_PATTERN,
                                                error="must be 1-32 characters of "
                                                      "A-Z a-z 0-9 _ . : -"))
-    original_event_id = identifier(metadata={"description": "refunds only, and required "
-                                                             "for them: the payment's event_id"})
+    original_event_id = identifier(metadata={"description": "refunds and cancels only, and "
+                                                            "required for them: the event_id "
+                                                            "of the payment refunded or of "
+                                                            "the redemption cancelled"})
     attributes = Attributes(metadata={
         "type": "object", "maxProperties": MAX_ATTRIBUTES,
         "additionalProperties": {"anyOf": [{"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT,
                                             "pattern": ATTRIBUTE_TEXT_PATTERN},
                                            {"type": ["number", "boolean"]}]}})
+    device_id = fields.String(validate=FullMatch(DEVICE_ID_PATTERN, error=DEVICE_ID_MESSAGE),
+                              metadata={"description": "the user's device as the wallet "
+                                                       "knows it (per-device limits)"})
+    points = WholeNumber(metadata={
+        "description": "redemptions only: the points a plain burn spends; exactly one of "
+                       f"points and campaign_id; a JSON integer {WHOLE_NUMBER_WORDS}"})
+    campaign_id = fields.String(
+        validate=FullMatch(CAMPAIGN_ID_PATTERN, error=CAMPAIGN_ID_MESSAGE),
+        metadata={"description": "redemptions only: the points_exchange campaign whose "
+                                 "reward the points buy; exactly one of points and "
+                                 "campaign_id"})
+    reference = identifier(metadata={"description": "redemptions only, optional: the "
+                                                    "caller's own reference (e.g. the mall "
+                                                    "order), echoed in the response"})
+    redeem_points = WholeNumber(metadata={"description": "payments only: points that pay part "
+                                                         "of the amount"})
+    vouchers = VoucherCodes(metadata={"description": "payments only: codes of the user's "
+                                                     f"vouchers to use, 1 to {MAX_VOUCHERS}, "
+                                                     "each at most once"})
 
     quote = False
 
-    def __init__(self, *, event_types, currency: str, now=None, **kwargs):
+    def __init__(self, *, event_types, currency: str, now=None,
+                 point_value: Decimal = Decimal("0.01"), **kwargs):
         super().__init__(**kwargs)
         self.event_types = event_types
         self.program_currency = currency
+        self.point_value = point_value
         self.now = now or (lambda: datetime.now(timezone.utc))
         self._describe_program()
 
     def _describe_program(self) -> None:
-        """This program's event types, currency and money digits, for the description."""
-        types = sorted(t for t in self.event_types if not (self.quote and t == REFUND))
+        """This program's event types, currency, money digits and point value, for the
+        description."""
+        types = sorted(t for t in self.event_types if not (self.quote and t in FOLLOW_UPS))
         self._describe("type", enum=types)
         self._describe("currency", enum=[self.program_currency])
         amount_text = amount_pattern(self.program_currency)
         self._describe("amount", pattern=amount_text)
         self.amount_text = re.compile(amount_text)
+        if self.point_value:
+            worth = (f"at {money.format_amount(self.point_value, self.program_currency)} "
+                     f"{self.program_currency} each, {POINTS_OVER_AMOUNT_WORDS}")
+        else:
+            worth = "turned off in this program: refused (422)"
+        self._describe("redeem_points", description=(
+            f"payments only: points that pay part of the amount, {worth}; a JSON integer "
+            f"{WHOLE_NUMBER_WORDS}"))
 
     def _describe(self, name: str, **metadata) -> None:
         field = self.fields[name]
@@ -211,28 +134,55 @@ class EventRequestSchema(Schema):
         """The cross-field rules of `check_event` that JSON Schema can state, for the
         OpenAPI description (the field rules are in the fields' patterns)."""
         money_types = [PAYMENT] if self.quote else [PAYMENT, REFUND]
+        moneyless = [REDEMPTION] if self.quote else [REDEMPTION, CANCEL]
         rules: list[dict] = [
-            {"if": {"properties": {"type": {"enum": money_types}}, "required": ["type"]},
-             "then": {"required": ["merchant_id", "amount", "currency"]}}]
+            {"if": _type_in(money_types), "then": {"required": list(MONEY_FIELDS)}},
+            {"if": _type_in(moneyless), "then": _absent(MONEY_FIELDS)},
+            {"if": _type_in([REDEMPTION]),
+             "then": {"oneOf": [{"required": [name]} for name in REDEMPTION_CHOICES]},
+             "else": _absent(REDEMPTION_FIELDS)},
+            {"if": _type_in([PAYMENT]), "else": _absent(PAYMENT_FIELDS)}]
         if not self.quote:
-            rules.append({"if": {"properties": {"type": {"const": REFUND}},
-                                 "required": ["type"]},
+            rules.append({"if": _type_in(list(FOLLOW_UPS)),
                           "then": {"required": ["original_event_id"]},
-                          "else": {"not": {"required": ["original_event_id"]}}})
+                          "else": _absent(["original_event_id"])})
+        if not self.point_value:
+            # (not `_absent`: apispec takes a top-level rule's properties for fields)
+            rules.append({"not": {"required": ["redeem_points"]}})
         return {"allOf": rules,
                 "dependentRequired": {"amount": ["currency"], "currency": ["amount"]}}
 
-    @validates_schema(skip_on_field_errors=False)
-    def check_event(self, data, **kwargs):
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def check_event(self, data, original_data, **kwargs):
         errors: dict[str, list[str]] = {}
+        # What the body holds, valid or not: a field refused on its own is missing from
+        # `data`, and should not also be reported as missing.
+        given = set(original_data) if isinstance(original_data, dict) else set(data)
         kind = data.get("type")
         if kind is not None and kind not in self.event_types:
             errors["type"] = [f"must be one of: {', '.join(sorted(self.event_types))}"]
-        if self.quote and kind == REFUND:
-            errors["type"] = ["a refund cannot be quoted; quote a payment or an activation"]
+        if self.quote and kind in FOLLOW_UPS:
+            errors["type"] = [f"a {kind} cannot be quoted; quote a payment, a redemption or "
+                              "an activation"]
         occurred_at = data.get("occurred_at")
         if occurred_at is not None and occurred_at > self.now() + MAX_FUTURE:
             errors["occurred_at"] = [FUTURE_MESSAGE]
+        if kind in (REDEMPTION, CANCEL):
+            for name in MONEY_FIELDS:
+                if name in given:
+                    _add(errors, name, f"is not for {kind} events")
+        else:
+            self._check_money(kind, data, errors)
+        if kind in FOLLOW_UPS and "original_event_id" not in data and not self.quote:
+            errors["original_event_id"] = [f"is required for {kind} events"]
+        if kind is not None and kind not in FOLLOW_UPS and "original_event_id" in data:
+            errors["original_event_id"] = ["is only for refund and cancel events"]
+        self._check_kind_fields(kind, given, errors)
+        self._check_points_paying(data, given, errors)
+        if errors:
+            raise ValidationError(errors)
+
+    def _check_money(self, kind: str | None, data: dict, errors: dict) -> None:
         money_event = kind in (PAYMENT, REFUND)
         if money_event and "merchant_id" not in data:
             errors["merchant_id"] = [f"is required for {kind} events"]
@@ -253,12 +203,49 @@ class EventRequestSchema(Schema):
             problem = self._amount_problem(data["amount"])
             if problem:
                 errors["amount"] = [problem]
-        if kind == REFUND and "original_event_id" not in data:
-            errors["original_event_id"] = ["is required for refund events"]
-        if kind is not None and kind != REFUND and "original_event_id" in data:
-            errors["original_event_id"] = ["is only for refund events"]
-        if errors:
-            raise ValidationError(errors)
+
+    @staticmethod
+    def _check_kind_fields(kind: str | None, given: set, errors: dict) -> None:
+        """The fields only one event type takes: a redemption's, and a payment's."""
+        if kind is None:
+            return  # no type, or not a string: that is the error
+        if kind == REDEMPTION:
+            chosen = [name for name in REDEMPTION_CHOICES if name in given]
+            if len(chosen) != 1:
+                message = ("give one of points (a burn) and campaign_id (an exchange), "
+                           "not both" if chosen else
+                           "a redemption needs points (a burn) or campaign_id (an exchange)")
+                for name in REDEMPTION_CHOICES:
+                    _add(errors, name, message)
+        else:
+            for name in REDEMPTION_FIELDS:
+                if name in given:
+                    _add(errors, name, "is only for redemption events")
+        if kind != PAYMENT:
+            for name in PAYMENT_FIELDS:
+                if name in given:
+                    _add(errors, name, "is only for payment events")
+
+    def _check_points_paying(self, data: dict, given: set, errors: dict) -> None:
+        """redeem_points: off when a point is worth nothing, and never worth more than the
+        payment (the discount would pay more than there is to pay)."""
+        if "redeem_points" not in given:
+            return
+        if not self.point_value:
+            _add(errors, "redeem_points", POINTS_OFF_MESSAGE)
+            return
+        points, amount = data.get("redeem_points"), data.get("amount")
+        if points is None or amount is None or "amount" in errors or "currency" in errors:
+            return
+        worth = points * self.point_value
+        total = money.parse_amount(amount, self.program_currency)
+        if worth > total:
+            currency = self.program_currency
+            _add(errors, "redeem_points",
+                 f"{POINTS_OVER_AMOUNT}: {points} points at "
+                 f"{money.format_amount(self.point_value, currency)} are "
+                 f"{money.format_amount(worth, currency)} {currency}, the amount is "
+                 f"{money.format_amount(total, currency)}")
 
     def _amount_problem(self, text: str) -> str | None:
         """What is wrong with an amount: the pattern decides, parse_amount says why."""
@@ -277,17 +264,36 @@ class EventRequestSchema(Schema):
             amount=money.parse_amount(amount, self.program_currency) if amount else None,
             currency=data.get("currency"), mcc=data.get("mcc"), channel=data.get("channel"),
             original_event_id=data.get("original_event_id"),
-            attributes=data.get("attributes") or {})
+            attributes=data.get("attributes") or {},
+            points=data.get("points"), campaign_id=data.get("campaign_id"),
+            reference=data.get("reference"), redeem_points=data.get("redeem_points"),
+            vouchers=tuple(data.get("vouchers") or ()), device_id=data.get("device_id"))
 
 
 class QuoteRequestSchema(EventRequestSchema):
-    """The body of POST /v1/quote: a payment (or activation); event_id is optional."""
+    """The body of POST /v1/quote: a payment, a redemption or an activation, evaluated as
+    if recorded now; event_id is optional."""
 
     class Meta(EventRequestSchema.Meta):
-        exclude = ("original_event_id",)  # only refunds have one, and they cannot be quoted
+        # only refunds and cancels have one, and they cannot be quoted
+        exclude = ("original_event_id",)
 
     quote = True
     event_id = identifier(metadata={"description": "optional; echoed back"})
+
+
+def _type_in(types: list[str]) -> dict:
+    """JSON Schema: the body's type is one of `types`."""
+    return {"properties": {"type": {"enum": types}}, "required": ["type"]}
+
+
+def _absent(names) -> dict:
+    """JSON Schema: none of these properties is present."""
+    return {"properties": {name: False for name in names}}
+
+
+def _add(errors: dict[str, list[str]], name: str, message: str) -> None:
+    errors.setdefault(name, []).append(message)
 
 
 def amount_pattern(currency: str, *, signed: bool = False, exact: bool = False) -> str:
@@ -312,123 +318,6 @@ def amount_pattern(currency: str, *, signed: bool = False, exact: bool = False) 
         fractions.append("0" * zeros + "[1-9]" + (f"[0-9]{{0,{rest}}}" if rest else ""))
     return (f"^0*({below_top}(\\.[0-9]{{1,{digits}}})?|{top}(\\.0{{1,{digits}}})?"
             f"|0\\.({'|'.join(fractions)}))$")
-
-
-# ---- responses (documentation for the OpenAPI description; bodies are built in ledger/responses.py)
-
-class VoucherSchema(Schema):
-    code = fields.String(allow_none=True, required=True)
-    amount = fields.String(required=True, metadata={"example": "10.00"})
-    currency = fields.String(required=True)
-    expires_at = fields.String(required=True, metadata={"format": "date-time"})
-
-
-class RewardSchema(Schema):
-    reward_id = fields.String(metadata={"description": "absent in quotes"})
-    campaign_id = fields.String(allow_none=True, required=True,
-                                metadata={"description": "null for base points"})
-    kind = fields.String(required=True, validate=validate.OneOf(
-        ["points", "discount", "cashback", "voucher"]))
-    points = fields.Integer(metadata={"description": "kind points; negative in a reversal"})
-    amount = fields.String(metadata={"description": "discount and cashback; exactly the "
-                                     "currency's minor digits; negative in a reversal"})
-    currency = fields.String()
-    voucher = fields.Nested(VoucherSchema)
-    reverses = fields.String(metadata={"description": "refunds: the reward_id reversed"})
-
-
-class EventResponseSchema(Schema):
-    event_id = fields.String(required=True)
-    rewards = fields.List(fields.Nested(RewardSchema), required=True)
-    points_balance = fields.Integer(required=True)
-
-
-class QuoteResponseSchema(Schema):
-    event_id = fields.String(allow_none=True)
-    rewards = fields.List(fields.Nested(RewardSchema), required=True)
-    points_balance = fields.Integer(required=True,
-                                    metadata={"description": "the balance if the event were recorded"})
-    dry_run = fields.Boolean(required=True)
-
-
-class PointsEntrySchema(Schema):
-    reward_id = fields.String(required=True)
-    event_id = fields.String(required=True)
-    campaign_id = fields.String(allow_none=True, required=True)
-    kind = fields.String(required=True)
-    points = fields.Integer(required=True)
-    created_at = fields.String(required=True, metadata={"format": "date-time"})
-
-
-class PointsResponseSchema(Schema):
-    user_id = fields.String(required=True)
-    points_balance = fields.Integer(required=True)
-    entries = fields.List(fields.Nested(PointsEntrySchema), required=True)
-    next_cursor = fields.String(allow_none=True, required=True)
-
-
-class CampaignWindowSchema(Schema):
-    days = fields.List(fields.String(validate=validate.OneOf(
-        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])), required=True,
-        metadata={"description": "the weekdays of the window, Monday first"})
-    from_ = fields.String(data_key="from", required=True, validate=validate.Regexp(
-        r"^\d{2}:\d{2}(:\d{2})?$"), metadata={"description": "local time of day, inclusive",
-                                               "example": "11:00"})
-    to = fields.String(required=True, validate=validate.Regexp(r"^\d{2}:\d{2}(:\d{2})?$"),
-                       metadata={"description": "local time of day, exclusive; \"24:00\" is "
-                                                "the end of the day", "example": "14:00"})
-
-
-class CampaignConditionsSchema(Schema):
-    min_amount = fields.String(required=True, allow_none=True,
-                               metadata={"description": "the least payment that qualifies, "
-                                                        "with exactly the currency's minor "
-                                                        "digits; null: any amount",
-                                         "example": "50.00"})
-    mcc = fields.List(fields.String(), required=True, allow_none=True,
-                      metadata={"description": "merchant category codes that qualify; "
-                                               "null: any"})
-    channels = fields.List(fields.String(), required=True, allow_none=True,
-                           metadata={"description": "payment channels that qualify; null: any"})
-
-
-class CampaignViewSchema(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True, metadata={"description": "for people"})
-    type = fields.String(required=True, metadata={"description": "the campaign type"})
-    summary = fields.String(required=True, metadata={
-        "description": "the reward in one line, from the campaign type",
-        "example": "15% off, at most 30.00 CNY"})
-    merchants = fields.List(fields.String(), required=True, allow_none=True,
-                            metadata={"description": "where it applies; null: every merchant"})
-    timezone = fields.String(required=True, metadata={"description": "IANA time zone of the "
-                                                                     "times below"})
-    starts_at = fields.String(required=True, metadata={
-        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
-                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
-    ends_at = fields.String(required=True, metadata={
-        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
-                                              "offset"})
-    windows = fields.List(fields.Nested(CampaignWindowSchema), required=True, metadata={
-        "description": "recurring local times inside starts_at..ends_at when it applies; "
-                       "empty: all the time"})
-    conditions = fields.Nested(CampaignConditionsSchema, required=True)
-
-
-class CampaignsResponseSchema(Schema):
-    campaigns = fields.List(fields.Nested(CampaignViewSchema), required=True, metadata={
-        "description": "open campaigns, highest priority first, then by id"})
-
-
-class ErrorDetailSchema(Schema):
-    code = fields.String(required=True)
-    message = fields.String(required=True)
-    fields_ = fields.Dict(data_key="fields", keys=fields.String(),
-                          values=fields.List(fields.String()))
-
-
-class ErrorSchema(Schema):
-    error = fields.Nested(ErrorDetailSchema, required=True)
 
 
 def flatten_messages(messages, prefix: str = "") -> dict[str, list[str]]:

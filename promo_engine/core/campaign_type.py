@@ -58,6 +58,23 @@ class CampaignType:
         """Return the evaluator for one campaign (its params already validated)."""
         raise NotImplementedError
 
+    def cost_points(self, params: Mapping[str, Any]) -> int | None:
+        """The points a redemption spends for this campaign's reward, or None (the default).
+
+        A type that returns a number is an exchange: its campaign applies only to a
+        `redemption` event that names it by `campaign_id` (and whose type is in
+        `triggers()`), never to any other event, and that redemption spends this many of
+        the user's points for the reward. Every other rule (window, conditions, limits,
+        budget, max_redemptions as its stock) holds for it as for any campaign.
+        """
+        return None
+
     def summary(self, params: Mapping[str, Any], currency: str) -> str:
         """One line for people, e.g. '15% off, at most 30.00 CNY'."""
         return self.name
+
+    def localized_summary(self, params: Mapping[str, Any], currency: str,
+                          language: str) -> str:
+        """`summary` in `language` ('en' or 'zh'): the wallet shows offers in its user's
+        language. A type without a translation for it gives its `summary`."""
+        return self.summary(params, currency)

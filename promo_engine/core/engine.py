@@ -5,6 +5,9 @@ Campaign-wide limits (budget, max_redemptions) are shared between users, so the 
 cannot know whether they have room; it asks a `Gate`, which the ledger implements with a
 guarded update inside its transaction and a quote implements read-only. The engine keeps
 the order of the questions (priority, exclusivity, highest multiplier) in one place.
+
+Exchange campaigns (a type whose `cost_points` is a number) are kept apart: they apply only
+to a redemption that names them by `campaign_id`, so no other event ever looks at them.
 """
 from __future__ import annotations
 
@@ -12,19 +15,24 @@ import logging
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 from typing import Callable, Iterable, NamedTuple, Protocol
-from zoneinfo import ZoneInfo
 
 from promo_engine.core.campaign import Campaign
-from promo_engine.core.campaign_type import EvaluationContext, Evaluator, UserState
+from promo_engine.core.campaign_type import EvaluationContext, UserState
+from promo_engine.core.compiled import CompiledCampaign
 from promo_engine.core.event import PAYMENT, Event
 from promo_engine.core.registry import Registry
 from promo_engine.core.rewards import DISCOUNT, Reward, points_reward
 
 log = logging.getLogger(__name__)
 
+DEFAULT_POINT_VALUE = Decimal("0.01")  # money per point when points pay part of a payment
+_ZERO = Decimal(0)
+
+__all__ = ["CompiledCampaign", "Decision", "Gate", "Grant", "RulesEngine"]
+
 
 class Gate(Protocol):
-    def reserve(self, campaign: "CompiledCampaign", reward: Reward, local_day: date) -> bool:
+    def reserve(self, campaign: CompiledCampaign, reward: Reward, local_day: date) -> bool:
         """Take the reward from the campaign's budget and redemptions; False if it does not fit."""
 
 
@@ -46,78 +54,6 @@ class Decision(NamedTuple):
         return sum(g.reward.points for g in self.grants if g.reward.points is not None)
 
 
-class CompiledCampaign:
-    """A campaign prepared once for the hot path: plain attributes, no lookups per event."""
-
-    __slots__ = ("campaign", "id", "evaluate", "triggers", "starts_at", "ends_at", "zone",
-                 "windows", "window_spans", "min_amount", "mcc", "channels", "attributes",
-                 "has_conditions", "user_limited", "per_user", "per_user_daily", "priority", "exclusive",
-                 "sort_key", "budget_limit", "max_redemptions")
-
-    def __init__(self, campaign: Campaign, evaluate: Evaluator, triggers: frozenset[str],
-                 minor_digits: int):
-        self.campaign = campaign
-        self.id = campaign.id
-        self.evaluate = evaluate
-        self.triggers = triggers
-        self.starts_at = campaign.starts_at
-        self.ends_at = campaign.ends_at
-        self.zone = ZoneInfo(campaign.timezone)
-        self.windows = campaign.windows
-        # The same test as Window.contains, as plain tuples the hot loop reads without a
-        # method call per window.
-        self.window_spans = tuple((w.days, w.start, w.end) for w in campaign.windows)
-        conditions = campaign.conditions
-        self.min_amount = conditions.min_amount
-        self.mcc = conditions.mcc
-        self.channels = conditions.channels
-        self.attributes = tuple(conditions.attributes.items())
-        # Most campaigns have no conditions; they skip the call to conditions_hold.
-        self.has_conditions = (self.min_amount is not None or self.mcc is not None
-                               or self.channels is not None or bool(self.attributes))
-        self.per_user = campaign.limits.per_user
-        self.per_user_daily = campaign.limits.per_user_daily
-        self.user_limited = self.per_user is not None or self.per_user_daily is not None
-        self.max_redemptions = campaign.limits.max_redemptions
-        budget = campaign.budget
-        if budget is None:
-            self.budget_limit = None
-        elif budget.points is not None:
-            self.budget_limit = budget.points
-        else:
-            self.budget_limit = int(budget.amount.scaleb(minor_digits))
-        self.priority = campaign.priority
-        self.exclusive = campaign.exclusive
-        self.sort_key = (-campaign.priority, campaign.id)
-
-    def conditions_hold(self, event: Event) -> bool:
-        if self.min_amount is not None and (event.amount is None or event.amount < self.min_amount):
-            return False
-        if self.mcc is not None and event.mcc not in self.mcc:
-            return False
-        if self.channels is not None and event.channel not in self.channels:
-            return False
-        return self.attributes_hold(event)
-
-    def attributes_hold(self, event: Event) -> bool:
-        for name, accepted in self.attributes:
-            if name not in event.attributes or attribute_text(event.attributes[name]) not in accepted:
-                return False
-        return True
-
-
-def attribute_text(value) -> str:
-    """How an event attribute compares with the strings a campaign lists."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, Decimal):
-        # 2.50 from JSON matches "2.5", 1E+2 matches "100", -0 matches "0".
-        return f"{(value + 0).normalize():f}"
-    return str(value)
-
-
 ErrorHook = Callable[[Campaign, BaseException], None]
 
 
@@ -137,20 +73,30 @@ class RulesEngine:
 
     The cost of an event follows the campaigns that could apply to it (its merchant's and
     the bank-wide ones for its type), not the number of campaigns that exist.
+
+    `point_value` is the money one point is worth when a payment's `redeem_points` pay part
+    of it: that part earns no base points and leaves less for campaign discounts.
     """
 
     def __init__(self, campaigns: Iterable[CompiledCampaign], *, currency: str,
                  points_per_unit: Decimal, minor_digits: int = 2,
-                 on_error: ErrorHook = _log_error):
+                 on_error: ErrorHook = _log_error,
+                 point_value: Decimal = DEFAULT_POINT_VALUE):
         self.currency = currency
         self.points_per_unit = points_per_unit
+        self.point_value = point_value
         self.minor_digits = minor_digits
         self.on_error = on_error
         self.campaigns: dict[str, CompiledCampaign] = {}
+        # Exchanges by id, each alone in the tuple `candidates` returns for its redemptions.
+        self._exchanges: dict[str, tuple[CompiledCampaign]] = {}
         by_merchant: dict[str, dict[str, list[CompiledCampaign]]] = {}
         bank_wide: dict[str, list[CompiledCampaign]] = {}
         for compiled in campaigns:
             self.campaigns[compiled.id] = compiled
+            if compiled.cost_points is not None:
+                self._exchanges[compiled.id] = (compiled,)
+                continue
             for trigger in compiled.triggers:
                 merchants = compiled.campaign.merchants
                 if merchants is None:
@@ -168,14 +114,17 @@ class RulesEngine:
                 for m, cs in per.items()}
             for t, per in by_merchant.items()}
         # Decisions and base-points grants are immutable and depend only on the base
-        # points, so the common ones are built once and shared (see _plain_decision).
+        # points, so the common ones are built once and shared (see _plain_decision). They
+        # are keyed by the points, not the amount: redeem_points lower the base points, and
+        # whatever led to a number of points, its plain decision is the same.
         self._plain_decisions: dict[int, Decision] = {}
         self._base_grants: dict[int, Grant] = {}
 
     @classmethod
     def compile(cls, campaigns: Iterable[Campaign], registry: Registry, *, currency: str,
                 points_per_unit: Decimal, minor_digits: int = 2,
-                on_error: ErrorHook = _log_error) -> "RulesEngine":
+                on_error: ErrorHook = _log_error,
+                point_value: Decimal = DEFAULT_POINT_VALUE) -> "RulesEngine":
         """Compile each campaign once; a type that fails to compile skips only its campaign."""
         compiled = []
         for campaign in campaigns:
@@ -186,18 +135,30 @@ class RulesEngine:
             try:
                 evaluate = campaign_type.compile(campaign)
                 triggers = frozenset(campaign_type.triggers(campaign.params))
+                cost_points = campaign_type.cost_points(campaign.params)
+                if cost_points is not None and \
+                        (type(cost_points) is not int or cost_points < 1):
+                    raise ValueError(f"cost_points returned {cost_points!r}, not an int >= 1")
             except Exception as exc:  # a plugin bug must not take the other campaigns down
                 on_error(campaign, exc)
                 continue
-            compiled.append(CompiledCampaign(campaign, evaluate, triggers, minor_digits))
+            compiled.append(CompiledCampaign(campaign, evaluate, triggers, minor_digits,
+                                             cost_points))
         return cls(compiled, currency=currency, points_per_unit=points_per_unit,
-                   minor_digits=minor_digits, on_error=on_error)
+                   minor_digits=minor_digits, on_error=on_error, point_value=point_value)
 
     def __len__(self) -> int:
         return len(self.campaigns)
 
     def candidates(self, event: Event) -> tuple[CompiledCampaign, ...]:
-        """The campaigns whose trigger and merchant scope admit the event, in priority order."""
+        """The campaigns whose trigger and merchant scope admit the event, in priority order.
+
+        An event naming a campaign (a redemption exchanging points) has that exchange as its
+        only candidate, or none; exchanges are no other event's candidates."""
+        campaign_id = event.campaign_id
+        if campaign_id is not None:
+            alone = self._exchanges.get(campaign_id)
+            return alone if alone is not None and event.type in alone[0].triggers else ()
         bank_wide = self._bank_wide.get(event.type, ())
         merchant_id = event.merchant_id
         if merchant_id:
@@ -206,19 +167,61 @@ class RulesEngine:
                 return per_merchant.get(merchant_id, bank_wide)
         return bank_wide
 
+    def exchange_campaign(self, campaign_id: str) -> CompiledCampaign | None:
+        """The open exchange campaign of this id (its `cost_points` is the price), or None."""
+        alone = self._exchanges.get(campaign_id)
+        return None if alone is None else alone[0]
+
+    def points_discount(self, event: Event) -> Decimal:
+        """The money the event's `redeem_points` pay: points x point_value (0 without)."""
+        if not event.redeem_points:
+            return _ZERO
+        return event.redeem_points * self.point_value
+
     def base_points(self, event: Event) -> int:
+        """floor((amount - points_discount) x points_per_unit) for a payment, else 0: the
+        part paid with points earns none."""
         if event.type != PAYMENT or not self.points_per_unit:
             return 0
-        return int((event.amount * self.points_per_unit).to_integral_value(ROUND_FLOOR))
+        amount = event.amount
+        if event.redeem_points:
+            amount -= self.points_discount(event)
+            if amount <= 0:
+                return 0
+        return int((amount * self.points_per_unit).to_integral_value(ROUND_FLOOR))
 
-    def evaluate(self, event: Event, user: UserState, gate: Gate | None = None) -> Decision:
+    def evaluate(self, event: Event, user: UserState, gate: Gate | None = None, *,
+                 discounted: Decimal = _ZERO) -> Decision:
+        """The decision for the event. `discounted` is the money of the payment already
+        taken off before the campaigns (the discounts of the vouchers it uses): campaign
+        discounts, like it, only take what is left after it and the points discount."""
         base = self.base_points(event)
         proposals = self._proposals(event, user, base)
         if not proposals:
             return self._plain_decision(base)
         grants: list[Grant] = [self._base_grant(base)] if base else []
-        self._apply(event, proposals, gate, grants)
+        payable = event.amount
+        if payable is not None and (discounted or event.redeem_points):
+            payable = payable - self.points_discount(event) - discounted
+        self._apply(proposals, gate, grants, payable)
         return _new(Decision, (tuple(grants), base))
+
+    def unavailable_reason(self, event: Event, user: UserState) -> str | None:
+        """Why the exchange a redemption names does not apply to it now, in words for the
+        API's message; None when it does, or when only what the ledger's gate decides
+        (budget, stock) can still refuse it, or when the event names no campaign."""
+        campaign_id = event.campaign_id
+        if campaign_id is None:
+            return None
+        compiled = self.exchange_campaign(campaign_id)
+        if compiled is None:
+            if campaign_id in self.campaigns:
+                return f"campaign {campaign_id} is not a points exchange"
+            return f"campaign {campaign_id} is not open"
+        if event.type not in compiled.triggers:
+            return f"campaign {campaign_id} does not apply to a {event.type} event"
+        return compiled.unavailable_reason(
+            EvaluationContext(event=event, user=user, base_points=self.base_points(event)))
 
     # Most events earn only their base points, and building a Reward, a Grant and a
     # Decision costs more than evaluating a handful of campaigns; all three are frozen, so
@@ -298,7 +301,8 @@ class RulesEngine:
                 append((compiled, reward, local_day))
         return proposals
 
-    def _apply(self, event: Event, proposals, gate: Gate | None, grants: list[Grant]) -> None:
+    def _apply(self, proposals, gate: Gate | None, grants: list[Grant],
+               payable: Decimal | None) -> None:
         """Grant in priority order; a reward that does not fit is skipped, never cut down.
 
         Exclusivity comes first: an exclusive campaign that applied blocks every proposal
@@ -307,8 +311,9 @@ class RulesEngine:
         settled after the other proposals, when every exclusive that applies is known. An
         exclusive member settles its group at its own position instead, because its
         winning must block what follows it.
+
+        `payable` is what is left of the payment for discounts (None for other events).
         """
-        payable = event.amount
         blocked_below = None  # priority of an exclusive campaign that applied
         settled_groups: set[str] = set()
         deferred = []  # group members waiting for the end

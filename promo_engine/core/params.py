@@ -1,12 +1,16 @@
-"""Marshmallow fields that campaign-type params share: money as exact Decimal, no floats."""
+"""Marshmallow fields and schemas that campaign-type params share: money as exact Decimal,
+no floats, and one way of writing a voucher wherever a type gives one.
+"""
 from __future__ import annotations
 
 import contextvars
 from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
 
-from marshmallow import ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from promo_engine.core import money
+from promo_engine.core.rewards import VOUCHER, Reward, money_reward
 
 # The program currency while a campaign is being validated; money params are checked
 # against its minor digits. Set by the campaign schema around each load.
@@ -67,3 +71,24 @@ class StrictInteger(fields.Integer):
         if isinstance(value, bool):
             raise ValidationError("must be a whole number")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class VoucherParams(Schema):
+    """A voucher as every type writes it: `{amount: "10.00", valid_days: 30, min_amount:
+    "50.00"}` (`min_amount` optional). Shared so that a voucher means the same everywhere:
+    the ledger issues and checks every voucher the same way, whichever type gave it."""
+
+    class Meta:
+        unknown = RAISE
+
+    amount = Money(required=True)
+    valid_days = StrictInteger(required=True, validate=validate.Range(min=1, max=3650))
+    min_amount = Money()
+
+
+def voucher_reward(params: Mapping[str, Any], currency: str, campaign_id: str | None) -> Reward:
+    """The voucher reward of params loaded with `VoucherParams`; immutable, so a type builds
+    it once in `compile()` and returns it for every event."""
+    return money_reward(VOUCHER, params["amount"], currency, campaign_id,
+                        voucher_valid_days=params["valid_days"],
+                        voucher_min_amount=params.get("min_amount"))

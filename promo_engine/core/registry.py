@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "promo_engine.plugins.first_activation_bonus",
     "promo_engine.plugins.holiday_discount",
     "promo_engine.plugins.points_multiplier",
+    "promo_engine.plugins.points_exchange",
 )
 
 log = logging.getLogger("promo_engine.registry")  # the name docs/plugins.md gives plugin authors

@@ -17,6 +17,9 @@ class Reward(NamedTuple):
     `stacking_group`: at most one reward of a group is granted per event, the one with
     the highest `rank` (points multipliers do not compound).
 
+    A voucher carries its terms: `voucher_valid_days` (from when it is granted) and
+    `voucher_min_amount` (the payment amount it needs to be used; None: any payment).
+
     A NamedTuple, not a frozen dataclass: it is built for every reward on the hot path and
     costs a quarter as much to make, while being just as immutable.
     """
@@ -28,6 +31,7 @@ class Reward(NamedTuple):
     voucher_valid_days: int | None = None
     stacking_group: str | None = None
     rank: Decimal = Decimal(0)
+    voucher_min_amount: Decimal | None = None
 
     @property
     def is_money(self) -> bool:
@@ -40,16 +44,20 @@ class Reward(NamedTuple):
         return self.points
 
 
-_new = tuple.__new__  # skips NamedTuple's keyword handling: these two run for every reward
+# Skips NamedTuple's keyword handling: these two run for every reward. The tuples below list
+# every field in declaration order, so a new field must be added to both.
+_new = tuple.__new__
 _NO_RANK = Decimal(0)
 
 
 def points_reward(points: int, campaign_id: str | None = None, *,
                   stacking_group: str | None = None, rank: Decimal = _NO_RANK) -> Reward:
-    return _new(Reward, (POINTS, campaign_id, points, None, None, None, stacking_group, rank))
+    return _new(Reward, (POINTS, campaign_id, points, None, None, None, stacking_group, rank,
+                         None))
 
 
 def money_reward(kind: str, amount: Decimal, currency: str, campaign_id: str | None, *,
-                 voucher_valid_days: int | None = None) -> Reward:
+                 voucher_valid_days: int | None = None,
+                 voucher_min_amount: Decimal | None = None) -> Reward:
     return _new(Reward, (kind, campaign_id, None, amount, currency, voucher_valid_days, None,
-                         _NO_RANK))
+                         _NO_RANK, voucher_min_amount))

@@ -125,40 +125,47 @@ class ClientDirectory:
         self._secrets: dict[str, str] = {}
         self._decrypted: dict[str, str | None] = {}  # ciphertext -> secret (None: cannot)
         self._loaded_at = float("-inf")
-        self._stale = True
+        # Bumped by every `invalidate()`; a load records the one it began at. A lookup waits
+        # for a load until the secrets read are at least as new as the last invalidation,
+        # also while another thread's load is still reading (a new client's first requests
+        # must not be checked against the secrets read before it existed).
+        self._generation = 0
+        self._loaded_generation = -1
         self._lock = threading.Lock()
 
+    def _current(self) -> bool:
+        return (self._loaded_generation == self._generation
+                and self.clock() - self._loaded_at < self.interval)
+
     def secret(self, key_id: str) -> str | None:
-        if self._stale or self.clock() - self._loaded_at >= self.interval:
+        if not self._current():
             with self._lock:
-                if self._stale or self.clock() - self._loaded_at >= self.interval:
+                if not self._current():
                     self._reload()
         return self._secrets.get(key_id)
 
     def invalidate(self) -> None:
         """Reload on the next lookup: a client was created or revoked."""
-        self._stale = True
+        self._generation += 1
 
     def _reload(self) -> None:
         self.before_reload()
         # Both before the query: an `invalidate()` while it runs (for a change it may have
-        # missed) is kept for the next lookup, and the interval counts from the read.
-        self._stale = False
+        # missed) makes the next lookup load again, and the interval counts from the read.
+        generation = self._generation
         started = self.clock()
-        try:
-            with db.engine.connect() as connection:
-                rows = connection.execute(
-                    select(ApiClient.key_id, ApiClient.secret_ciphertext)
-                    .where(ApiClient.revoked_at.is_(None))).all()
-        except Exception:
-            self._stale = True  # try again on the next lookup
-            raise
+        # If the read fails, nothing is marked loaded: the next lookup tries again.
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                select(ApiClient.key_id, ApiClient.secret_ciphertext)
+                .where(ApiClient.revoked_at.is_(None))).all()
         decrypted = {ciphertext: self._decrypted[ciphertext] if ciphertext in self._decrypted
                      else self._decrypt(key_id, ciphertext) for key_id, ciphertext in rows}
         self._decrypted = decrypted
         self._secrets = {key_id: decrypted[ciphertext] for key_id, ciphertext in rows
                          if decrypted[ciphertext] is not None}
         self._loaded_at = started
+        self._loaded_generation = generation
 
     def _decrypt(self, key_id: str, ciphertext: str) -> str | None:
         try:

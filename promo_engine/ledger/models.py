@@ -1,4 +1,5 @@
-"""Tables of the ledger of record: campaigns and their usage, users, events, rewards.
+"""Tables of the ledger of record: campaigns and their usage, users, events, rewards,
+points lots and vouchers.
 
 Rewards are append-only: a refund adds reversal rows, it never edits a granted reward.
 Money is stored in integer minor units of `currency`.
@@ -7,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer,
-                        PrimaryKeyConstraint, String, Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
+                        PrimaryKeyConstraint, String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from promo_engine.ledger.extensions import db
@@ -112,7 +113,10 @@ class UserRecord(db.Model):
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     activations: Mapped[int] = mapped_column(Integer, default=0)
     payments: Mapped[int] = mapped_column(Integer, default=0)
+    # Available points (negative only after a refund took back points already spent) and
+    # pending points (lots not yet available): kept with every change of the user's lots.
     points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -154,6 +158,8 @@ class EventRecord(db.Model):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     original_event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), nullable=True)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)  # payments only
+    # Redemptions only: the cancel event that undid it.
+    cancelled_by_pk: Mapped[int | None] = mapped_column(ForeignKey("events.id"), nullable=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[str] = mapped_column(Text)  # the exact JSON body first returned
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -166,7 +172,9 @@ class RewardRecord(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     reward_id: Mapped[str] = mapped_column(String(40), unique=True)
-    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    # None only for entries no event caused: points expiring.
+    event_pk: Mapped[int | None] = mapped_column(ForeignKey("events.id"), index=True,
+                                                 nullable=True)
     user_id: Mapped[str] = mapped_column(String(64))
     campaign_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -178,4 +186,87 @@ class RewardRecord(db.Model):
     local_day: Mapped[datetime | None] = mapped_column(Date, nullable=True)
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("rewards.id"), nullable=True,
                                                     index=True)
+    # None for what a campaign (or base earning) gives and its reversals; otherwise what
+    # the row is instead (the reasons below). Campaign budgets and results count only rows
+    # without a reason.
+    reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Reasons of rows that are no campaign grant: points spent (a redemption, or points paying
+# part of a payment), points returned (a spend reversed by a cancel or refund, or expired
+# points handed back to be reversed), points expired, and a voucher's discount on the
+# payment that used it (the voucher's grant already counted in its campaign's budget).
+SPENT, RETURNED, EXPIRED, VOUCHER_USED = "spent", "returned", "expired", "voucher"
+
+
+class PointsLot(db.Model):
+    """The points of one positive points reward, spent, reversed and expired on their own.
+
+    `remaining` is what is left of the lot; every change of it but the first is a row of
+    `points_lot_moves`, so `points - debt_paid + sum(moves) == remaining` always holds and
+    a user's balance can be derived from the ledger alone. A pending lot's remaining counts
+    in the user's `pending_points` until it matures, then in `points_balance`.
+    """
+    __tablename__ = "points_lots"
+    __table_args__ = (
+        # Spending order: soonest expiry first (never-expiring last), then the oldest.
+        Index("ix_points_lots_user_spending", "user_id", "expires_at", "reward_pk",
+              postgresql_where=text("remaining > 0"), sqlite_where=text("remaining > 0")),
+        Index("ix_points_lots_due", "expires_at", "reward_pk",
+              postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+              sqlite_where=text("remaining > 0 AND expires_at IS NOT NULL")),
+        # A user's pending lots (matured with the user's next event), and every pending
+        # lot by the instant it matures (the scheduler's sweep).
+        Index("ix_points_lots_user_pending", "user_id", "available_at",
+              postgresql_where=text("pending"), sqlite_where=text("pending")),
+        Index("ix_points_lots_maturing", "available_at", "reward_pk",
+              postgresql_where=text("pending"), sqlite_where=text("pending")),
+    )
+
+    reward_pk: Mapped[int] = mapped_column(ForeignKey("rewards.id"), primary_key=True,
+                                           autoincrement=False)
+    user_id: Mapped[str] = mapped_column(String(64))
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    # What a negative balance took of the lot when it arrived (points earned after a
+    # refund took back spent points first make the balance whole again).
+    debt_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PointsLotMove(db.Model):
+    """One change of a lot after it was made: points drawn (negative) by a spend, a refund
+    or expiry, or given back (positive) by a cancel or a refund of a spend. `entry_pk` is
+    the rewards row that moved them."""
+    __tablename__ = "points_lot_moves"
+    __table_args__ = (Index("ix_points_lot_moves_entry", "entry_pk"),
+                      Index("ix_points_lot_moves_lot", "lot_pk"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lot_pk: Mapped[int] = mapped_column(ForeignKey("points_lots.reward_pk"))
+    entry_pk: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+
+
+class Voucher(db.Model):
+    """A voucher reward's state: single use, owned by its user. The reward row is the
+    record of the grant; this row changes when the voucher is used, freed by a full refund
+    of the payment that used it, or voided by the cancel of the redemption that gave it."""
+    __tablename__ = "vouchers"
+    __table_args__ = (Index("ix_vouchers_user_id_issued", "user_id", "reward_pk"),)
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reward_pk: Mapped[int] = mapped_column(ForeignKey("rewards.id"), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    min_amount_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_by_event_pk: Mapped[int | None] = mapped_column(ForeignKey("events.id"), nullable=True,
+                                                         index=True)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

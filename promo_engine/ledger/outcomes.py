@@ -14,9 +14,12 @@ from promo_engine.core.engine import Decision
 class LedgerError(Exception):
     """A business rule refused the event; nothing was written."""
 
-    def __init__(self, code: str, message: str, field: str | None = None):
+    def __init__(self, code: str, message: str, field: str | None = None,
+                 fields: dict[str, list[str]] | None = None):
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
+        # The error body's `fields`: given, or the message under `field`.
+        self.fields = fields if fields is not None else ({field: [message]} if field else None)
 
 
 @dataclass(frozen=True)

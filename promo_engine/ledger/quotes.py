@@ -2,22 +2,34 @@
 committed, without locking, reserving, recording or counting anything.
 
 Apart from the recorder because a quote shares none of its transaction: only the engine,
-the read-only gate and the shape of the answer.
+the read-only gate and the shape of the answer. What an event spends (points, vouchers, an
+exchange's price) is judged by the recorder's own `Spending` (`spending.py`), so a quote
+shows and refuses exactly what the event would; here it only reads, never locks.
+
+The user's available points are those the event would find once its lock is held: the
+pending lots that came due count, the lots past their expiry do not, even before the
+scheduler's sweep or the user's next event writes it (`available_points`).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select
 
 from promo_engine.coordination.reservations import Reservations
 from promo_engine.core.campaign_type import UserState
 from promo_engine.core.engine import RulesEngine
-from promo_engine.core.event import Event
+from promo_engine.core.event import REDEMPTION, Event
 from promo_engine.core.rewards import VOUCHER
 from promo_engine.ledger.event_writes import read_campaign_uses
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.gates import ReadOnlyGate
-from promo_engine.ledger.models import UserRecord
+from promo_engine.ledger.lots import LotPolicy, new_lots
+from promo_engine.ledger.models import PointsLot, UserRecord, utcnow
 from promo_engine.ledger.responses import reward_json
+from promo_engine.ledger.spending import Spending
+
 
 
 def load_user_state(user_id: str, occurred_at: datetime) -> UserState:
@@ -30,17 +42,96 @@ def load_user_state(user_id: str, occurred_at: datetime) -> UserState:
                      points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
 
 
+def available_points(session, user_id: str, now: datetime) -> tuple[int, int]:
+    """The user's (available, pending) points as an event recorded `now` would find them:
+    `lots.mature` then `lots.expire` worked out on the committed rows, writing nothing.
+
+    A lot that came due pays a negative balance first, as `mature` does; what a lot past its
+    expiry still holds leaves the balance (or the pending points), as `expire` does."""
+    user = session.get(UserRecord, user_id)
+    if user is None:
+        return 0, 0
+    balance, pending = user.points_balance, user.pending_points
+    # Only the lots that change: those come due, and those past expiry.
+    lots = [[lot.remaining, lot.pending, lot] for lot in session.execute(
+        select(PointsLot).where(PointsLot.user_id == user_id, PointsLot.remaining > 0,
+                                or_(and_(PointsLot.pending.is_(True),
+                                         PointsLot.available_at <= now),
+                                    PointsLot.expires_at <= now))
+        .order_by(PointsLot.available_at, PointsLot.reward_pk)).scalars()]
+    for entry in lots:  # mature, in the order the lots come due
+        remaining, is_pending, lot = entry
+        if is_pending and lot.available_at <= now:
+            paid = min(remaining, max(0, -balance))
+            balance += remaining
+            pending -= remaining
+            entry[:2] = remaining - paid, False
+    for remaining, is_pending, lot in lots:  # then expire
+        if lot.expires_at is not None and lot.expires_at <= now:
+            if is_pending:
+                pending -= remaining
+            else:
+                balance -= remaining
+    return balance, pending
+
+
+def _spends(event: Event) -> bool:
+    """Events the recorder records through `spending.py`: the same here."""
+    return event.type == REDEMPTION or bool(event.redeem_points or event.vouchers)
+
+
 def quote_event(event: Event, engine: RulesEngine, minor_digits: int,
-          reservations: Reservations | None) -> dict:
-    """The rewards the event would get now; reserves, records and counts nothing."""
-    state = load_user_state(event.user_id, event.occurred_at)
-    decision = engine.evaluate(event, state, ReadOnlyGate(minor_digits, reservations))
-    db.session.rollback()
-    rewards = []
+                reservations: Reservations | None, *,
+                policy: LotPolicy | None = None, now: datetime | None = None) -> dict:
+    """The rewards the event would get now; reserves, records and counts nothing.
+
+    Raises LedgerError where recording the event would (insufficient_points,
+    voucher_unavailable, offer_unavailable). `policy`: when the points it earns become
+    available (the recorder's; without it, at once)."""
+    policy = policy or LotPolicy()
+    now = now or utcnow()
+    session = db.session
+    gate = ReadOnlyGate(minor_digits, reservations)
+    try:
+        balance, pending = available_points(session, event.user_id, now)
+        state = replace(load_user_state(event.user_id, event.occurred_at),
+                        points_balance=balance)
+        lead: list[dict] = []
+        spent = 0
+        if _spends(event):
+            spends = Spending(event, engine, state)
+            spends.judge(session, lock=False)
+            decision = spends.decide(
+                lambda event, state, discounted: engine.evaluate(event, state, gate,
+                                                                 discounted=discounted))
+            lead = _lead_bodies(spends, currency=engine.currency, now=now)
+            spent = spends.points
+        else:
+            decision = engine.evaluate(event, state, gate)
+    finally:
+        session.rollback()
+    rewards = list(lead)
     for grant in decision.grants:
         reward = grant.reward
         expires = (event.occurred_at + timedelta(days=reward.voucher_valid_days)
                    if reward.kind == VOUCHER else None)
         rewards.append(reward_json(reward, voucher_expires_at=expires))
-    return {"event_id": event.event_id, "rewards": rewards,
-            "points_balance": state.points_balance + decision.points, "dry_run": True}
+    # The balance after the event: its points become available as the recorder's would.
+    rows = [{"reward_id": None, "user_id": event.user_id, "kind": grant.reward.kind,
+             "points": grant.reward.points} for grant in decision.grants]
+    _, balance, _ = new_lots(rows, policy, event_type=event.type,
+                             occurred_at=event.occurred_at, now=now,
+                             balance=balance - spent, pending=pending)
+    body = {"event_id": event.event_id, "rewards": rewards, "points_balance": balance}
+    if event.reference is not None:
+        body["reference"] = event.reference
+    body["dry_run"] = True
+    return body
+
+
+def _lead_bodies(spends: Spending, *, currency: str, now: datetime) -> list[dict]:
+    """What `Spending.lead` puts in front of the campaigns' rewards (points spent, the
+    discount they pay, each voucher's discount), without reward ids: nothing is granted."""
+    _, bodies, _ = spends.lead(currency=currency, now=now)
+    return [{key: value for key, value in body.items() if key != "reward_id"}
+            for body in bodies]

@@ -17,7 +17,8 @@ then the campaign-wide limits. Those are held in one of two places:
 This module holds `Ledger`, which records an event exactly once: the replay cache and the
 stored copy (idempotency), the transaction and its retries, and the reservations' fate
 around the commit. What each kind of event writes lives apart: `grants.py` (payments,
-activations, plugin events), `refunds.py`; how a reward gets room in a limit lives in
+activations, plugin events), `spending.py` (redemptions, payments with points or
+vouchers), `refunds.py`, `cancels.py`; how a reward gets room in a limit lives in
 `gates.py` and `reserving.py`; quotes in `quotes.py`.
 """
 from __future__ import annotations
@@ -33,16 +34,19 @@ from promo_engine.coordination.throttled_log import ThrottledWarning
 from promo_engine.core import money
 from promo_engine.core.campaign_type import UserState
 from promo_engine.core.engine import Decision, RulesEngine
-from promo_engine.core.event import REFUND, Event
+from promo_engine.core.event import CANCEL, REFUND, Event
+from promo_engine.ledger.cancels import record_cancel
 from promo_engine.ledger.event_writes import (AlreadyRecorded, EventWrites, StoredEvent,
-                                              event_writes_for)
+                                              event_writes_for, needs_session)
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.gates import DatabaseGate
 from promo_engine.ledger.grants import grant_rows
+from promo_engine.ledger.lots import LotPolicy
 from promo_engine.ledger.models import utcnow
 from promo_engine.ledger.outcomes import IdempotencyConflict, Recorded
 from promo_engine.ledger.quotes import quote_event
 from promo_engine.ledger.refunds import record_refund
+from promo_engine.ledger.spending import record_spending
 from promo_engine.ledger.reserving import (build_missing_counters, evaluate_reserving,
                                            refuse_expired)
 
@@ -54,8 +58,11 @@ class Ledger:
     """Records events for one currency, with or without Redis (reservations, replay cache)."""
 
     def __init__(self, *, currency: str, reservations: Reservations | None = None,
-                 replays: ReplayCache | None = None):
+                 replays: ReplayCache | None = None, policy: LotPolicy = LotPolicy(),
+                 clock=utcnow):
         self.currency = currency
+        self.clock = clock  # "now" of every record: lots, expiry and vouchers go by it
+        self.policy = policy  # when points become available and expire
         self.minor_digits = money.minor_digits(currency)
         self.reservations = reservations
         self.replays = replays
@@ -108,6 +115,11 @@ class Ledger:
                 try:
                     if event.type == REFUND:
                         return self._record_refund(client_id, event, request_hash, held)
+                    if event.type == CANCEL:
+                        return self._record_cancel(client_id, event, request_hash, held)
+                    if needs_session(event):
+                        return self._record_spending(client_id, event, request_hash, engine,
+                                                     held, writes)
                     return self._record_grants(client_id, event, request_hash, engine, held,
                                                writes)
                 except (IntegrityError, AlreadyRecorded):
@@ -175,10 +187,11 @@ class Ledger:
         The event's row is written after evaluation, with its response, so a copy of the
         event racing this one is found by the unique index at that INSERT; both hold the
         same user's lock, so the copy waits for this one's commit and then replays it."""
-        now = utcnow()
-        state, stored = writes.lock_user(user_id=event.user_id, occurred_at=event.occurred_at,
-                                         now=now, client_id=client_id, event_id=event.event_id,
-                                         find_stored=self.replays is None)
+        now = self.clock()
+        state, stored, pending = writes.lock_user(
+            user_id=event.user_id, occurred_at=event.occurred_at, now=now, client_id=client_id,
+            event_id=event.event_id, find_stored=self.replays is None,
+            mature=self.policy.pending_days > 0)
         replay = self._replayed(stored, request_hash)
         if replay is not None:
             return replay
@@ -187,16 +200,41 @@ class Ledger:
         else:
             decision = self._evaluate_reserving(event, state, engine, held)
         rows = grant_rows(client_id, event, request_hash, decision, state,
-                          currency=self.currency, now=now)
+                          currency=self.currency, now=now, policy=self.policy,
+                          pending=pending)
         refuse_expired(held)
         writes.write(rows)
         return Recorded(status=201, body=rows.event["response"], replayed=False,
                         decision=decision)
 
+    def _record_spending(self, client_id: str, event: Event, request_hash: str,
+                         engine: RulesEngine, held: list[Reservation],
+                         writes: EventWrites) -> Recorded:
+        """A redemption, or a payment paid partly with points or vouchers (`spending.py`)."""
+        def evaluate(event, state, discounted):
+            if self.reservations is None:
+                return engine.evaluate(event, state, DatabaseGate(self.minor_digits, writes),
+                                       discounted=discounted)
+            return evaluate_reserving(self.reservations, self.minor_digits, event, state,
+                                      engine, held, discounted)
+
+        recorded = record_spending(client_id, event, request_hash, engine=engine,
+                                   writes=writes, policy=self.policy, currency=self.currency,
+                                   evaluate=evaluate, now=self.clock())
+        refuse_expired(held)
+        return recorded
+
+    def _record_cancel(self, client_id: str, event: Event, request_hash: str,
+                       held: list[Reservation]) -> Recorded:
+        response = record_cancel(client_id, event, request_hash,
+                                 reservations=self.reservations, held=held, now=self.clock())
+        refuse_expired(held)
+        return Recorded(status=201, body=response, replayed=False)
+
     def _record_refund(self, client_id: str, event: Event, request_hash: str,
                        held: list[Reservation]) -> Recorded:
         response = record_refund(client_id, event, request_hash, currency=self.currency,
-                                 reservations=self.reservations, held=held)
+                                 reservations=self.reservations, held=held, now=self.clock())
         refuse_expired(held)
         return Recorded(status=201, body=response, replayed=False)
 
@@ -216,4 +254,5 @@ class Ledger:
 
     def quote(self, event: Event, engine: RulesEngine) -> dict:
         """The rewards the event would get now; reserves, records and counts nothing."""
-        return quote_event(event, engine, self.minor_digits, self.reservations)
+        return quote_event(event, engine, self.minor_digits, self.reservations,
+                           policy=self.policy, now=self.clock())

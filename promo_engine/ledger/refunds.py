@@ -16,17 +16,19 @@ from promo_engine.coordination.reservations import Request, Reservation, Reserva
 from promo_engine.core import money
 from promo_engine.core.event import PAYMENT, Event
 from promo_engine.core.rewards import POINTS, Reward
+from promo_engine.ledger import lots, vouchers
 from promo_engine.ledger.extensions import db
-from promo_engine.ledger.models import (CampaignUsage, EventRecord, RewardRecord,
-                                        UserCampaignDailyUsage, UserCampaignUsage, UserRecord,
-                                        utcnow)
+from promo_engine.ledger.models import (RETURNED, SPENT, CampaignUsage, EventRecord,
+                                        RewardRecord, UserCampaignDailyUsage,
+                                        UserCampaignUsage, UserRecord, utcnow)
 from promo_engine.ledger.outcomes import LedgerError
 from promo_engine.ledger.responses import dumps, reward_json
 from promo_engine.ledger.reward_ids import new_reward_id
 
 
 def record_refund(client_id: str, event: Event, request_hash: str, *, currency: str,
-                  reservations: Reservations | None, held: list[Reservation]) -> str:
+                  reservations: Reservations | None, held: list[Reservation],
+                  now=None) -> str:
     """Write the refund and its reversals (not committed); its response text.
 
     With Redis, what goes back to the campaigns' counters is added to `held`, for the
@@ -36,7 +38,7 @@ def record_refund(client_id: str, event: Event, request_hash: str, *, currency: 
         user_id=event.user_id, merchant_id=event.merchant_id,
         amount_minor=money.to_minor(event.amount, currency),
         currency=event.currency, occurred_at=event.occurred_at, refunded_minor=0,
-        request_hash=request_hash, response="", created_at=utcnow())
+        request_hash=request_hash, response="", created_at=now or utcnow())
     db.session.add(record)
     db.session.flush()  # takes the (client_id, event_id) unique slot now
     # The user's lock (refunds need neither a new user's row nor the campaign counters:
@@ -45,10 +47,9 @@ def record_refund(client_id: str, event: Event, request_hash: str, *, currency: 
                               .with_for_update()).scalar_one_or_none()
     if user is None:
         raise _unknown_payment(event)
-    rewards = _reverse(record, event, currency, reservations, held)
-    user.points_balance += sum(r.points for r in rewards if r.points is not None)
+    rewards = _reverse(record, event, currency, reservations, held, record.created_at)
     body = {"event_id": event.event_id,
-            "rewards": [_stored_reward_json(r) for r in rewards],
+            "rewards": [stored_reward_json(r) for r in rewards],
             "points_balance": user.points_balance}
     record.response = dumps(body)
     db.session.flush()
@@ -62,7 +63,8 @@ def _unknown_payment(event: Event) -> LedgerError:
 
 
 def _reverse(refund: EventRecord, event: Event, currency: str,
-             reservations: Reservations | None, held: list[Reservation]) -> list[RewardRecord]:
+             reservations: Reservations | None, held: list[Reservation],
+             now) -> list[RewardRecord]:
     """Reverse the payment's rewards in proportion to what has been refunded in all.
 
     Each reversal is the rounded cumulative share minus what earlier refunds already
@@ -91,7 +93,8 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
 
     granted = db.session.execute(
         select(RewardRecord).where(RewardRecord.event_pk == payment.id,
-                                   RewardRecord.reverses_id.is_(None))
+                                   RewardRecord.reverses_id.is_(None),
+                                   RewardRecord.reason.is_distinct_from(RETURNED))
         .order_by(RewardRecord.id)).scalars().all()
     # PostgreSQL's SUM of BIGINT is NUMERIC: back to int before any arithmetic.
     reversed_so_far = {reward_pk: int(total) for reward_pk, total in db.session.execute(
@@ -101,41 +104,83 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
         .where(RewardRecord.reverses_id.in_([r.id for r in granted]))
         .group_by(RewardRecord.reverses_id)).all()} if granted else {}
 
-    rows, now = [], utcnow()
+    rows = []
     returns: list[Request] = []  # to the campaigns' counters in Redis, once committed
+    user = db.session.get(UserRecord, event.user_id)
+    lots.catch_up(db.session, user, now)  # what is due goes first, as it would have
     for original in granted:
         value = original.points if original.kind == POINTS else original.amount_minor
         target = int((Decimal(value) * share).to_integral_value(ROUND_HALF_UP))
         delta = target + reversed_so_far.get(original.id, 0)  # reversals are negative
         if delta:
-            rows.append(RewardRecord(
-                reward_id=new_reward_id(), event_pk=refund.id, user_id=event.user_id,
-                campaign_id=original.campaign_id, kind=original.kind,
-                points=-delta if original.kind == POINTS else None,
-                amount_minor=None if original.kind == POINTS else -delta,
-                currency=original.currency, voucher_code=original.voucher_code,
-                voucher_expires_at=original.voucher_expires_at,
-                local_day=original.local_day, reverses_id=original.id, created_at=now))
-            if original.campaign_id is not None and reservations is None:
+            row = reversal_row(original, -delta, event_pk=refund.id, now=now)
+            rows.append(row)
+            if original.kind == POINTS:
+                reverse_points(original, row, user, now)
+            if original.campaign_id is not None and original.reason is None and \
+                    reservations is None:
                 # Reversed money (or points) goes back to the campaign's budget.
                 db.session.execute(
                     update(CampaignUsage).where(CampaignUsage.campaign_id == original.campaign_id)
                     .values(spent=CampaignUsage.spent - delta)
                     .execution_options(synchronize_session=False))
-        if original.campaign_id is not None:
+        if original.campaign_id is not None and original.reason is None:
             freed = fully_refunded
             if freed:
-                _free_limits(original, event.user_id, reservations)
+                free_limits(original, event.user_id, reservations)
             if delta or freed:
                 returns.append(Request(original.campaign_id, -delta, -int(freed), None, None))
+    if fully_refunded:
+        vouchers.free_after_full_refund(db.session, payment.id)
+        vouchers.void_unused(db.session, [r.id for r in granted if r.kind == "voucher"], now)
     if returns and reservations is not None:
         held.append(reservations.intend_refund(returns))
-    db.session.add_all(rows)
     db.session.flush()
     return rows
 
 
-def _free_limits(original: RewardRecord, user_id: str,
+def reversal_row(original: RewardRecord, value: int, *, event_pk: int,
+                 now) -> RewardRecord:
+    """A row reversing `value` (negative for a grant, positive for a spend) of `original`,
+    written at once: lot moves refer to it."""
+    row = RewardRecord(
+        reward_id=new_reward_id(), event_pk=event_pk, user_id=original.user_id,
+        campaign_id=original.campaign_id, kind=original.kind,
+        points=value if original.kind == POINTS else None,
+        amount_minor=None if original.kind == POINTS else value,
+        currency=original.currency, voucher_code=original.voucher_code,
+        voucher_expires_at=original.voucher_expires_at, local_day=original.local_day,
+        reverses_id=original.id, reason=RETURNED if original.reason == SPENT else original.reason,
+        created_at=now)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def reverse_points(original: RewardRecord, row: RewardRecord, user: UserRecord, now) -> None:
+    """The points side of a reversal: a spend's points go back to its lots, a grant's come
+    from its lot (`lots.py`). Points granted before lots existed come off the balance."""
+    if original.reason == SPENT:
+        lots.give_back(db.session, user, original, row.points, row)
+        return
+    lot = lots.lot_of(db.session, original)
+    if lot is None:
+        user.points_balance += row.points
+        return
+
+    def returned_entry(*, points: int, reverses_id: int) -> RewardRecord:
+        entry = RewardRecord(reward_id=new_reward_id(), event_pk=row.event_pk,
+                             user_id=user.user_id, campaign_id=None, kind=POINTS,
+                             points=points, reverses_id=reverses_id, reason=RETURNED,
+                             created_at=now)
+        db.session.add(entry)
+        db.session.flush()
+        return entry
+
+    lots.take_back(db.session, user, lot, -row.points, row, now, make_entry=returned_entry)
+
+
+def free_limits(original: RewardRecord, user_id: str,
                  reservations: Reservations | None) -> None:
     """A fully refunded payment no longer counts against the campaign's limits."""
     if reservations is None:
@@ -157,9 +202,10 @@ def _free_limits(original: RewardRecord, user_id: str,
                            .execution_options(synchronize_session=False))
 
 
-def _stored_reward_json(row: RewardRecord) -> dict:
+def stored_reward_json(row: RewardRecord) -> dict:
     """A reward row (here, a reversal) as the API shows it."""
-    amount = money.from_minor(row.amount_minor, row.currency) if row.amount_minor is not None else None
+    amount = (money.from_minor(row.amount_minor, row.currency)
+              if row.amount_minor is not None else None)
     reward = Reward(kind=row.kind, campaign_id=row.campaign_id, points=row.points,
                     amount=amount, currency=row.currency)
     reverses = None

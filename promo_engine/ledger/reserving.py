@@ -36,7 +36,7 @@ def refuse_expired(held: list[Reservation]) -> None:
 
 def evaluate_reserving(reservations: Reservations, minor_digits: int, event: Event,
                        state: UserState, engine: RulesEngine,
-                       held: list[Reservation]) -> Decision:
+                       held: list[Reservation], discounted=0) -> Decision:
     """Evaluate as if every limited reward fitted, then reserve them all in one round
     trip. A campaign without room is evaluated again as full, which may let others in
     (a lower-priority campaign after a full exclusive one, the next multiplier of a
@@ -45,7 +45,8 @@ def evaluate_reserving(reservations: Reservations, minor_digits: int, event: Eve
     built_counters = False
     while True:
         gate = CollectingGate(minor_digits, full)
-        decision = engine.evaluate(event, state, gate)
+        decision = (engine.evaluate(event, state, gate, discounted=discounted) if discounted
+                    else engine.evaluate(event, state, gate))
         if not gate.requests:
             return decision
         outcome = reservations.reserve(gate.requests)

@@ -41,6 +41,8 @@ def reward_json(reward: Reward, *,
     else:
         body["amount"] = money.format_amount(reward.amount, reward.currency)
         body["currency"] = reward.currency
+        if voucher_code is not None:  # the discount of a voucher used on a payment
+            body["voucher_code"] = voucher_code
     if reverses is not None:
         body["reverses"] = reverses
     return body

@@ -54,12 +54,15 @@ def ledger_usage(campaign_ids) -> dict[str, tuple[int, int]]:
     value = db.func.coalesce(RewardRecord.points, RewardRecord.amount_minor)
     spent = dict(db.session.execute(
         select(RewardRecord.campaign_id, db.func.coalesce(db.func.sum(value), 0))
-        .where(RewardRecord.campaign_id.in_(ids)).group_by(RewardRecord.campaign_id)).all())
-    # A grant stops counting as a redemption once its payment is refunded in full.
+        .where(RewardRecord.campaign_id.in_(ids), RewardRecord.reason.is_(None))
+        .group_by(RewardRecord.campaign_id)).all())
+    # A grant stops counting as a redemption once its payment is refunded in full, or its
+    # redemption cancelled.
     redemptions = dict(db.session.execute(
         select(RewardRecord.campaign_id, db.func.count())
         .join(EventRecord, EventRecord.id == RewardRecord.event_pk)
         .where(RewardRecord.campaign_id.in_(ids), RewardRecord.reverses_id.is_(None),
+               RewardRecord.reason.is_(None), EventRecord.cancelled_by_pk.is_(None),
                db.or_(EventRecord.amount_minor.is_(None),
                       EventRecord.refunded_minor < EventRecord.amount_minor))
         .group_by(RewardRecord.campaign_id)).all())

@@ -7,19 +7,11 @@ from promo_engine.core.campaign_type import CampaignType
 from promo_engine.core.event import ACTIVATION, PAYMENT
 from promo_engine.core.hookspecs import hookimpl
 from promo_engine.core.money import format_amount
-from promo_engine.core.params import Money, StrictInteger
-from promo_engine.core.rewards import CASHBACK, VOUCHER, money_reward, points_reward
+from promo_engine.core.params import Money, StrictInteger, VoucherParams, voucher_reward
+from promo_engine.core.rewards import CASHBACK, money_reward, points_reward
 
 ON_ACTIVATION = "activation"
 ON_FIRST_PAYMENT = "first_payment"
-
-
-class VoucherSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    amount = Money(required=True)
-    valid_days = StrictInteger(required=True, validate=validate.Range(min=1, max=3650))
 
 
 class FirstActivationBonusParams(Schema):
@@ -30,7 +22,7 @@ class FirstActivationBonusParams(Schema):
                        validate=validate.OneOf([ON_ACTIVATION, ON_FIRST_PAYMENT]))
     points = StrictInteger(validate=validate.Range(min=1))
     cashback = Money()
-    voucher = fields.Nested(VoucherSchema)
+    voucher = fields.Nested(VoucherParams)
 
     @validates_schema
     def exactly_one_reward(self, data, **kwargs):
@@ -58,9 +50,7 @@ class FirstActivationBonus(CampaignType):
         elif "cashback" in params:
             reward = money_reward(CASHBACK, params["cashback"], campaign.currency, campaign.id)
         else:
-            voucher = params["voucher"]
-            reward = money_reward(VOUCHER, voucher["amount"], campaign.currency, campaign.id,
-                                  voucher_valid_days=voucher["valid_days"])
+            reward = voucher_reward(params["voucher"], campaign.currency, campaign.id)
 
         # The reward is the same every time; only "is this the user's first?" varies.
         if on_payment:
@@ -81,7 +71,25 @@ class FirstActivationBonus(CampaignType):
             voucher = params["voucher"]
             what = (f"a {format_amount(voucher['amount'], currency)} {currency} voucher "
                     f"valid {voucher['valid_days']} days")
+            if "min_amount" in voucher:
+                what += f" (min. spend {format_amount(voucher['min_amount'], currency)} {currency})"
         return f"{what} on your {when}"
+
+    def localized_summary(self, params, currency, language):
+        if language != "zh":
+            return self.summary(params, currency)
+        when = "首次支付" if params["on"] == ON_FIRST_PAYMENT else "开通钱包"
+        if "points" in params:
+            what = f"{params['points']} 积分"
+        elif "cashback" in params:
+            what = f"{format_amount(params['cashback'], currency)} {currency} 返现"
+        else:
+            voucher = params["voucher"]
+            what = f"{format_amount(voucher['amount'], currency)} {currency} 优惠券"
+            if "min_amount" in voucher:
+                what += f"（满 {format_amount(voucher['min_amount'], currency)} {currency} 可用）"
+            what += f"，{voucher['valid_days']} 天内有效"
+        return f"{when}送 {what}"
 
 
 @hookimpl

@@ -80,6 +80,16 @@ class HolidayDiscount(CampaignType):
             text += f", at most {format_amount(params['max_discount'], currency)} {currency}"
         return text
 
+    def localized_summary(self, params, currency, language):
+        if language != "zh":
+            return self.summary(params, currency)
+        if "amount_off" in params:
+            return f"立减 {format_amount(params['amount_off'], currency)} {currency}"
+        text = f"{params['percent'].normalize():f}% 折扣"
+        if "max_discount" in params:
+            text += f"，最多减 {format_amount(params['max_discount'], currency)} {currency}"
+        return text
+
 
 @hookimpl
 def promo_campaign_types():

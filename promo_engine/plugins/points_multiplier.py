@@ -55,6 +55,11 @@ class PointsMultiplier(CampaignType):
     def summary(self, params, currency):
         return f"{params['multiplier'].normalize():f}x points"
 
+    def localized_summary(self, params, currency, language):
+        if language != "zh":
+            return self.summary(params, currency)
+        return f"{params['multiplier'].normalize():f} 倍积分"
+
 
 @hookimpl
 def promo_campaign_types():

@@ -3,7 +3,8 @@
 `make_transitions` makes the transitions due at an instant in one transaction that first
 proves the right to act (the lease token against the database's fence, or the program
 state lock when acting alone), and reads back what the hooks and the plan need;
-`run_reconcile` is the periodic reconciliation of Redis counters with the ledger. Apart
+`run_reconcile` is the periodic reconciliation of Redis counters with the ledger;
+`run_points_sweep` expires and matures points lots. Apart
 from the scheduler because this is the part that writes: the scheduler decides when to
 act and for which campaigns, and keeps its leadership and plan in step with the result.
 """
@@ -15,7 +16,7 @@ from typing import NamedTuple, Sequence
 
 from sqlalchemy import select
 
-from promo_engine.campaigns.lifecycle import Transition, advance_schedule, check_fence
+from promo_engine.campaigns.lifecycle import Deposed, Transition, advance_schedule, check_fence
 from promo_engine.campaigns.scheduler.hooks import HookRow
 from promo_engine.campaigns.store import campaigns_revision
 from promo_engine.ledger.database import run_in_transaction
@@ -108,4 +109,29 @@ def run_reconcile(app, reservations, retry_seconds: float):
             log.exception("reconciliation failed; trying again in %d s", retry_seconds)
             return None
     log.info("reconciled %d campaigns (%d Redis counters)", done.campaigns, done.counters)
+    return done
+
+
+def run_points_sweep(app, token: int | None, now: datetime, *,
+                     should_stop=lambda: False) -> tuple[int, int] | None:
+    """Expire and mature the points lots due at `now` (ledger/lot_expiry.py), each batch
+    fenced with the lease `token` like a transition. Returns (expired, matured), or None
+    when it could not run (deposed, or the database away: the next sweep tries again)."""
+    from promo_engine.ledger.lot_expiry import sweep_points
+
+    def fence(session) -> None:
+        if token is not None:
+            check_fence(session, token)
+
+    with app.app_context():
+        try:
+            done = sweep_points(db.session, now, fence=fence, should_stop=should_stop)
+        except Deposed:
+            log.info("points sweep stopped: a newer scheduler leads")
+            return None
+        except Exception:
+            log.exception("points sweep failed; the next one tries again")
+            return None
+    if any(done):
+        log.info("points: %d lots expired, %d matured", *done)
     return done

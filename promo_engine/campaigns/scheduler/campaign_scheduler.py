@@ -26,7 +26,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from promo_engine.campaigns.lifecycle import Deposed, Transition
 from promo_engine.campaigns.scheduler.acting import (BATCH_SIZE, describe, make_transitions,
-                                                     read_fence, run_reconcile)
+                                                     read_fence, run_points_sweep,
+                                                     run_reconcile)
 from promo_engine.campaigns.scheduler.hooks import HookNotifier
 from promo_engine.campaigns.scheduler.planning import (JobBook, PlannedJob, plan_jobs,
                                                        schedule_rows)
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 RESYNC_INTERVAL_SECONDS = 1.0
 RECONCILE_JOB = "reconcile"
+POINTS_JOB = "points"
+# Points expire and mature within this of their instant (the contract allows 60 s; a
+# month-end's batch takes well under the rest).
+POINTS_SWEEP_SECONDS = 15.0
 SWEEP_INTERVAL_SECONDS = 10.0
 ADD_CHUNK = 500  # jobs added between two looks at the transitions that have come due
 
@@ -58,7 +63,8 @@ class CampaignScheduler:
     def __init__(self, app, *, pm=None, lease=None, clock: Callable[[], datetime] | None = None,
                  resync_interval: float = RESYNC_INTERVAL_SECONDS,
                  sweep_interval: float = SWEEP_INTERVAL_SECONDS,
-                 batch_size: int = BATCH_SIZE):
+                 batch_size: int = BATCH_SIZE,
+                 points_interval: float = POINTS_SWEEP_SECONDS):
         self.app = app
         self.settings = app.config["PROMO_SETTINGS"]
         # The app's promo service (a layer above this one, so handed over through the app):
@@ -72,6 +78,7 @@ class CampaignScheduler:
         self.resync_interval = resync_interval
         self.sweep_interval = sweep_interval
         self.batch_size = batch_size
+        self.points_interval = points_interval
         self._idle = threading.Event()
         self._idle.set()
         self.hooks = HookNotifier(pm, self.registry, self.settings, idle=self._idle)
@@ -81,7 +88,8 @@ class CampaignScheduler:
             # Reconciliation reads the whole ledger: on a thread of its own, so that it
             # never delays a transition's job.
             executors={"default": ThreadPoolExecutor(max_workers=1),
-                       RECONCILE_JOB: ThreadPoolExecutor(max_workers=1)},
+                       RECONCILE_JOB: ThreadPoolExecutor(max_workers=1),
+                       POINTS_JOB: ThreadPoolExecutor(max_workers=1)},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
         self.keeper = None
         if lease is not None:
@@ -106,7 +114,7 @@ class CampaignScheduler:
 
     def start(self) -> None:
         self.aps.start()
-        self._add_reconcile_job()
+        self._add_periodic_jobs()
         self.hooks.start()
         self._thread = threading.Thread(target=self._run, name="promo-scheduler", daemon=True)
         self._thread.start()
@@ -153,7 +161,7 @@ class CampaignScheduler:
     def _clear_jobs(self) -> None:
         if self._plan:
             self.aps.remove_all_jobs()
-            self._add_reconcile_job()
+            self._add_periodic_jobs()
         self._plan.clear()
         self._revision = None
 
@@ -198,6 +206,7 @@ class CampaignScheduler:
             self._clear_jobs()
         started = time.perf_counter()
         caught_up = self.act()
+        self._sweep_points_now()
         if self.resync(force=True, epoch=epoch):
             with self._lock:
                 if self._epoch == epoch:
@@ -212,7 +221,10 @@ class CampaignScheduler:
     def _may_act(self) -> bool:
         return self.lease is None or self.lease.valid()
 
-    def _add_reconcile_job(self) -> None:
+    def _add_periodic_jobs(self) -> None:
+        """The periodic jobs besides the plan: the points sweep, and reconciliation."""
+        self.aps.add_job(self.sweep_points, IntervalTrigger(seconds=self.points_interval),
+                         id=POINTS_JOB, executor=POINTS_JOB, replace_existing=True)
         if self._reconciles:
             self.aps.add_job(self.reconcile, IntervalTrigger(seconds=self.settings.reconcile_seconds),
                              id=RECONCILE_JOB, executor=RECONCILE_JOB, replace_existing=True)
@@ -222,6 +234,22 @@ class CampaignScheduler:
         if not (self._leading and self._may_act()):
             return None
         return run_reconcile(self.app, self.reservations, self.settings.reconcile_seconds)
+
+    def _sweep_points_now(self) -> None:
+        """On election, the points sweep's job runs at once (on its own thread) rather than
+        at its next tick: a leader that died left due points waiting."""
+        job = self.aps.get_job(POINTS_JOB)
+        if job is not None:
+            job.modify(next_run_time=utcnow())
+
+    def sweep_points(self):
+        """The scheduled points sweep (ledger/lot_expiry.py), run by the leader only."""
+        with self._lock:
+            leading, token = self._leading, self._token
+        if not (leading and self._may_act()):
+            return None
+        return run_points_sweep(self.app, token, self.clock(),
+                                should_stop=lambda: not self._leading)
 
     # --- jobs -----------------------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""What the wallet API answers, as marshmallow schemas: documentation for /v1/openapi.json.
+
+The bodies themselves are built elsewhere (ledger/responses.py for events and quotes, the
+read endpoints in api/wallet_reads.py and api/campaigns.py); these schemas describe them,
+and the tests hold real responses to the description. Each schema refuses properties it
+does not list (marshmallow's default, which apispec states as additionalProperties: false),
+so a field added to a body without being described here fails those tests.
+Money patterns and the currency are per program: openapi.py fills them in.
+"""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+REASONS = ["spent", "returned", "expired"]
+VOUCHER_STATUSES = ["active", "used", "voided", "expired"]
+
+
+class VoucherSchema(Schema):
+    code = fields.String(allow_none=True, required=True)
+    amount = fields.String(required=True, metadata={"example": "10.00"})
+    currency = fields.String(required=True)
+    min_amount = fields.String(allow_none=True, metadata={
+        "description": "the least payment amount it can be used on; null: any"})
+    expires_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class RewardSchema(Schema):
+    reward_id = fields.String(metadata={"description": "absent in quotes"})
+    campaign_id = fields.String(allow_none=True, required=True,
+                                metadata={"description": "null for base points and for points "
+                                                         "spent or paid with"})
+    kind = fields.String(required=True, validate=validate.OneOf(
+        ["points", "discount", "cashback", "voucher"]))
+    points = fields.Integer(metadata={"description": "kind points; negative in a reversal and "
+                                                     "for points spent"})
+    amount = fields.String(metadata={"description": "discount and cashback; exactly the "
+                                     "currency's minor digits; negative in a reversal"})
+    currency = fields.String()
+    voucher = fields.Nested(VoucherSchema)
+    voucher_code = fields.String(metadata={"description": "a discount paid by a voucher: its "
+                                                          "code"})
+    reverses = fields.String(metadata={"description": "refunds and cancels: the reward_id "
+                                                      "reversed"})
+    reason = fields.String(validate=validate.OneOf(REASONS), metadata={
+        "description": "a movement of points that is not a campaign's reward: spent "
+                       "(a redemption or points paying), returned (a spend given back)"})
+
+
+class EventResponseSchema(Schema):
+    event_id = fields.String(required=True)
+    rewards = fields.List(fields.Nested(RewardSchema), required=True)
+    points_balance = fields.Integer(required=True, metadata={"description": "available points"})
+    reference = fields.String(metadata={"description": "redemptions: the reference sent"})
+
+
+class QuoteResponseSchema(Schema):
+    event_id = fields.String(allow_none=True)
+    rewards = fields.List(fields.Nested(RewardSchema), required=True)
+    points_balance = fields.Integer(required=True,
+                                    metadata={"description": "the balance if the event were recorded"})
+    reference = fields.String(metadata={"description": "redemptions: the reference sent"})
+    dry_run = fields.Boolean(required=True)
+
+
+class PointsEntrySchema(Schema):
+    reward_id = fields.String(required=True)
+    event_id = fields.String(allow_none=True, required=True,
+                             metadata={"description": "null for points that expired"})
+    campaign_id = fields.String(allow_none=True, required=True)
+    kind = fields.String(required=True)
+    points = fields.Integer(required=True)
+    reason = fields.String(validate=validate.OneOf(REASONS), metadata={
+        "description": "absent for what campaigns and base earning give (and their "
+                       "reversals); spent, returned (a spend given back) or expired"})
+    created_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class ExpiringPointsSchema(Schema):
+    points = fields.Integer(required=True)
+    expires_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "RFC 3339 with the program's local offset",
+        "example": "2027-03-15T00:00:00+08:00"})
+
+
+class PointsResponseSchema(Schema):
+    user_id = fields.String(required=True)
+    points_balance = fields.Integer(required=True, metadata={"description": "available points"})
+    pending_points = fields.Integer(required=True, metadata={
+        "description": "earned, not yet available (PROMO_POINTS_PENDING_DAYS)"})
+    expiring = fields.List(fields.Nested(ExpiringPointsSchema), required=True, metadata={
+        "description": "the available points by the instant they expire, soonest first; "
+                       "points that never expire are not listed"})
+    entries = fields.List(fields.Nested(PointsEntrySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class UserVoucherSchema(Schema):
+    code = fields.String(required=True)
+    amount = fields.String(required=True, metadata={"example": "10.00"})
+    currency = fields.String(required=True)
+    min_amount = fields.String(allow_none=True, required=True, metadata={
+        "description": "the least payment amount it can be used on; null: any"})
+    status = fields.String(required=True, validate=validate.OneOf(VOUCHER_STATUSES))
+    campaign_id = fields.String(allow_none=True, required=True,
+                                metadata={"description": "the campaign that issued it"})
+    issued_at = fields.String(required=True, metadata={"format": "date-time"})
+    expires_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "exclusive: usable before this instant"})
+    used_by_event_id = fields.String(allow_none=True, required=True, metadata={
+        "description": "the payment that used it; null unless used"})
+
+
+class VouchersResponseSchema(Schema):
+    user_id = fields.String(required=True)
+    vouchers = fields.List(fields.Nested(UserVoucherSchema), required=True,
+                           metadata={"description": "newest first"})
+
+
+class CampaignWindowSchema(Schema):
+    days = fields.List(fields.String(validate=validate.OneOf(
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])), required=True,
+        metadata={"description": "the weekdays of the window, Monday first"})
+    from_ = fields.String(data_key="from", required=True, validate=validate.Regexp(
+        r"^\d{2}:\d{2}(:\d{2})?$"), metadata={"description": "local time of day, inclusive",
+                                               "example": "11:00"})
+    to = fields.String(required=True, validate=validate.Regexp(r"^\d{2}:\d{2}(:\d{2})?$"),
+                       metadata={"description": "local time of day, exclusive; \"24:00\" is "
+                                                "the end of the day", "example": "14:00"})
+
+
+class CampaignConditionsSchema(Schema):
+    min_amount = fields.String(required=True, allow_none=True,
+                               metadata={"description": "the least payment that qualifies, "
+                                                        "with exactly the currency's minor "
+                                                        "digits; null: any amount",
+                                         "example": "50.00"})
+    mcc = fields.List(fields.String(), required=True, allow_none=True,
+                      metadata={"description": "merchant category codes that qualify; "
+                                               "null: any"})
+    channels = fields.List(fields.String(), required=True, allow_none=True,
+                           metadata={"description": "payment channels that qualify; null: any"})
+
+
+class CampaignViewSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True, metadata={"description": "for people"})
+    type = fields.String(required=True, metadata={"description": "the campaign type"})
+    summary = fields.String(required=True, metadata={
+        "description": "the reward in one line, from the campaign type",
+        "example": "15% off, at most 30.00 CNY"})
+    merchants = fields.List(fields.String(), required=True, allow_none=True,
+                            metadata={"description": "where it applies; null: every merchant"})
+    timezone = fields.String(required=True, metadata={"description": "IANA time zone of the "
+                                                                     "times below"})
+    starts_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
+                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
+    ends_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
+                                              "offset"})
+    windows = fields.List(fields.Nested(CampaignWindowSchema), required=True, metadata={
+        "description": "recurring local times inside starts_at..ends_at when it applies; "
+                       "empty: all the time"})
+    conditions = fields.Nested(CampaignConditionsSchema, required=True)
+
+
+class CampaignsResponseSchema(Schema):
+    campaigns = fields.List(fields.Nested(CampaignViewSchema), required=True, metadata={
+        "description": "open campaigns, highest priority first, then by id"})
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields", keys=fields.String(),
+                          values=fields.List(fields.String()))
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)

@@ -1,0 +1,129 @@
+"""A campaign compiled for the hot path, and the checks of its own rules (dates aside).
+
+The engine builds one per open campaign when the campaigns are loaded; everything an event
+is checked against is a plain attribute here, so the engine's loop does no lookups.
+"""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from promo_engine.core.campaign import Campaign
+from promo_engine.core.campaign_type import EvaluationContext, Evaluator, UserState
+from promo_engine.core.event import Event
+
+# Why a campaign does not apply to an event now, as the API's messages say it (the ledger's
+# offer_unavailable, for a redemption of an exchange).
+NOT_IN_DATES = "outside the campaign's dates"
+NOT_IN_HOURS = "outside the campaign's hours"
+CONDITIONS_NOT_MET = "the campaign's conditions are not met"
+USER_LIMIT_REACHED = "the user's limit for this campaign is reached"
+NO_REWARD_NOW = "the campaign gives no reward for this event"
+
+
+class CompiledCampaign:
+    """A campaign prepared once for the hot path: plain attributes, no lookups per event."""
+
+    __slots__ = ("campaign", "id", "evaluate", "triggers", "starts_at", "ends_at", "zone",
+                 "windows", "window_spans", "min_amount", "mcc", "channels", "attributes",
+                 "has_conditions", "user_limited", "per_user", "per_user_daily", "priority", "exclusive",
+                 "sort_key", "budget_limit", "max_redemptions", "cost_points")
+
+    def __init__(self, campaign: Campaign, evaluate: Evaluator, triggers: frozenset[str],
+                 minor_digits: int, cost_points: int | None = None):
+        self.campaign = campaign
+        self.id = campaign.id
+        self.evaluate = evaluate
+        self.triggers = triggers
+        self.starts_at = campaign.starts_at
+        self.ends_at = campaign.ends_at
+        self.zone = ZoneInfo(campaign.timezone)
+        self.windows = campaign.windows
+        # The same test as Window.contains, as plain tuples the hot loop reads without a
+        # method call per window.
+        self.window_spans = tuple((w.days, w.start, w.end) for w in campaign.windows)
+        conditions = campaign.conditions
+        self.min_amount = conditions.min_amount
+        self.mcc = conditions.mcc
+        self.channels = conditions.channels
+        self.attributes = tuple(conditions.attributes.items())
+        # Most campaigns have no conditions; they skip the call to conditions_hold.
+        self.has_conditions = (self.min_amount is not None or self.mcc is not None
+                               or self.channels is not None or bool(self.attributes))
+        self.per_user = campaign.limits.per_user
+        self.per_user_daily = campaign.limits.per_user_daily
+        self.user_limited = self.per_user is not None or self.per_user_daily is not None
+        self.max_redemptions = campaign.limits.max_redemptions
+        self.cost_points = cost_points  # a number: an exchange (see CampaignType.cost_points)
+        budget = campaign.budget
+        if budget is None:
+            self.budget_limit = None
+        elif budget.points is not None:
+            self.budget_limit = budget.points
+        else:
+            self.budget_limit = int(budget.amount.scaleb(minor_digits))
+        self.priority = campaign.priority
+        self.exclusive = campaign.exclusive
+        self.sort_key = (-campaign.priority, campaign.id)
+
+    @property
+    def is_exchange(self) -> bool:
+        return self.cost_points is not None
+
+    def unavailable_reason(self, context: EvaluationContext) -> str | None:
+        """Why this campaign gives the event no reward (the trigger and merchant scope
+        aside), or None when only its budget and redemptions can still refuse it.
+
+        The same questions as the engine's hot loop, asked one by one and slowly, to
+        explain a refusal; the loop stays the single place that decides."""
+        event, user = context.event, context.user
+        if not (self.starts_at <= event.occurred_at < self.ends_at):
+            return NOT_IN_DATES
+        local = event.occurred_at.astimezone(self.zone)
+        weekday, time_of_day, local_day = local.weekday(), local.time(), local.date()
+        if self.windows and not any(w.contains(weekday, time_of_day) for w in self.windows):
+            return NOT_IN_HOURS
+        if not self.conditions_hold(event):
+            return CONDITIONS_NOT_MET
+        if self.user_limit_reached(user, local_day):
+            return USER_LIMIT_REACHED
+        try:
+            reward = self.evaluate(context)
+        except Exception:  # the engine reports a raising evaluator; this only explains
+            reward = None
+        return NO_REWARD_NOW if reward is None else None
+
+    def user_limit_reached(self, user: UserState, local_day: date) -> bool:
+        """Whether the user's per_user or per_user_daily limit leaves no room."""
+        if self.per_user is not None and user.campaign_uses.get(self.id, 0) >= self.per_user:
+            return True
+        return self.per_user_daily is not None and \
+            user.daily_uses.get((self.id, local_day), 0) >= self.per_user_daily
+
+    def conditions_hold(self, event: Event) -> bool:
+        if self.min_amount is not None and (event.amount is None or event.amount < self.min_amount):
+            return False
+        if self.mcc is not None and event.mcc not in self.mcc:
+            return False
+        if self.channels is not None and event.channel not in self.channels:
+            return False
+        return self.attributes_hold(event)
+
+    def attributes_hold(self, event: Event) -> bool:
+        for name, accepted in self.attributes:
+            if name not in event.attributes or attribute_text(event.attributes[name]) not in accepted:
+                return False
+        return True
+
+
+def attribute_text(value) -> str:
+    """How an event attribute compares with the strings a campaign lists."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, Decimal):
+        # 2.50 from JSON matches "2.5", 1E+2 matches "100", -0 matches "0".
+        return f"{(value + 0).normalize():f}"
+    return str(value)

@@ -1,0 +1,320 @@
+"""The two database steps of recording a payment or activation on PostgreSQL: two round
+trips of fixed SQL, each one psycopg pipeline (see `event_writes.py` for the steps, and for
+the SQLAlchemy Core version every other database uses).
+
+Apart from `event_writes.py` because it is the hot path's own SQL, tuned for PostgreSQL:
+the user's lock, maturing pending points and reading the counters in one round trip; the
+event, its rewards, lots, vouchers and counters in one statement, pipelined with COMMIT.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+from psycopg import pq
+from sqlalchemy.exc import DBAPIError
+
+from promo_engine.core.campaign_type import UserState
+from promo_engine.ledger.database import end_read, retrying
+from promo_engine.ledger.event_rows import (EventRows, StoredEvent, day_range,
+                                            use_counts, uses_from_rows)
+
+# -- PostgreSQL: two pipelines of fixed SQL ----------------------------------------------
+
+# The user's row, created if new and locked until commit without writing a new version of it:
+# ON CONFLICT DO UPDATE locks the row it conflicts with even when its WHERE updates nothing.
+# (A no-op SET would lock too, but write a version of the row on every event, and the
+# event's own UPDATE of the row writes another.) It waits for another event of the user.
+_PG_LOCK_USER = """
+INSERT INTO users (user_id, activations, payments, points_balance, created_at)
+VALUES (%(user_id)s, 0, 0, 0, %(now)s)
+ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
+"""
+
+# Its own statement, after the lock in the same pipeline: READ COMMITTED takes a snapshot per
+# statement, so it sees the last event of this user even when the lock had to wait for it.
+# The user's counters come first (campaign_id NULL), then the uses of each campaign.
+_PG_USER_COUNTERS = """
+SELECT NULL AS campaign_id, NULL::date AS day, activations, payments, points_balance,
+       pending_points
+FROM users WHERE user_id = %(user_id)s
+UNION ALL
+SELECT campaign_id, NULL::date, uses, NULL, NULL, NULL FROM user_campaign_usage
+WHERE user_id = %(user_id)s
+UNION ALL
+SELECT campaign_id, day, uses, NULL, NULL, NULL FROM user_campaign_daily_usage
+WHERE user_id = %(user_id)s AND day BETWEEN %(first_day)s AND %(last_day)s
+"""
+
+# The user's pending lots whose time has come made available (lots.mature, in one
+# statement): in the lock's pipeline, only where points can be pending at all. What a
+# negative balance is owed is paid from them first, in the order they mature.
+_PG_MATURE = """
+WITH owed AS (
+  SELECT greatest(-points_balance, 0) AS debt FROM users WHERE user_id = %(user_id)s
+), due AS (
+  SELECT reward_pk, remaining,
+         coalesce(sum(remaining) OVER (ORDER BY available_at, reward_pk
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+           AS before
+  FROM points_lots WHERE user_id = %(user_id)s AND pending AND available_at <= %(now)s
+), paying AS (
+  SELECT reward_pk, remaining, least(remaining, greatest(owed.debt - before, 0)) AS paid
+  FROM due, owed
+), matured AS (
+  UPDATE points_lots l SET pending = false, remaining = l.remaining - paying.paid,
+                           debt_paid = l.debt_paid + paying.paid
+  FROM paying WHERE l.reward_pk = paying.reward_pk
+)
+UPDATE users SET points_balance = points_balance + (SELECT sum(remaining) FROM paying),
+                 pending_points = pending_points - (SELECT sum(remaining) FROM paying)
+WHERE user_id = %(user_id)s AND EXISTS (SELECT FROM paying)
+"""
+
+_PG_STORED_EVENT = """
+SELECT request_hash, response FROM events WHERE client_id = %(client_id)s AND event_id = %(event_id)s
+"""
+
+# Everything an event writes, in one statement. The event INSERT has no ON CONFLICT: a copy
+# of the event committed meanwhile (a different body under the same id, by another user, the
+# only copy the user lock does not stop) fails the statement with a unique violation, which
+# aborts the pipelined COMMIT too, so nothing of this event is written.
+_PG_WRITE_EVENT = """
+WITH event AS (
+  INSERT INTO events (client_id, event_id, type, user_id, merchant_id, amount_minor, currency,
+                      occurred_at, refunded_minor, original_event_id, request_hash, response,
+                      created_at)
+  VALUES (%(client_id)s, %(event_id)s, %(type)s, %(user_id)s, %(merchant_id)s,
+          %(amount_minor)s, %(currency)s, %(occurred_at)s, 0, NULL, %(request_hash)s,
+          %(response)s, %(created_at)s)
+  RETURNING id
+), granted AS (
+  INSERT INTO rewards (reward_id, event_pk, user_id, campaign_id, kind, points, amount_minor,
+                       currency, voucher_code, voucher_expires_at, local_day, reverses_id,
+                       created_at)
+  SELECT r.reward_id, event.id, %(user_id)s, r.campaign_id, r.kind, r.points, r.amount_minor,
+         r.currency, r.voucher_code, r.voucher_expires_at, r.local_day, NULL, %(created_at)s
+  FROM event, unnest(%(r_reward_id)s::text[], %(r_campaign_id)s::text[], %(r_kind)s::text[],
+                     %(r_points)s::bigint[], %(r_amount_minor)s::bigint[], %(r_currency)s::text[],
+                     %(r_voucher_code)s::text[], %(r_voucher_expires_at)s::timestamptz[],
+                     %(r_local_day)s::date[])
+       WITH ORDINALITY AS r(reward_id, campaign_id, kind, points, amount_minor, currency,
+                            voucher_code, voucher_expires_at, local_day, position)
+  ORDER BY r.position
+  RETURNING id, reward_id
+), lots AS (
+  INSERT INTO points_lots (reward_pk, user_id, points, remaining, debt_paid, available_at,
+                           pending, expires_at)
+  SELECT granted.id, %(user_id)s, l.points, l.remaining, l.debt_paid,
+         %(l_available_at)s::timestamptz, %(l_pending)s::boolean, %(l_expires_at)s::timestamptz
+  FROM granted JOIN unnest(%(l_reward_id)s::text[], %(l_points)s::bigint[],
+                           %(l_remaining)s::bigint[], %(l_debt_paid)s::bigint[])
+                    AS l(reward_id, points, remaining, debt_paid)
+                 ON l.reward_id = granted.reward_id
+), issued AS (
+  INSERT INTO vouchers (code, reward_pk, user_id, campaign_id, amount_minor, currency,
+                        min_amount_minor, issued_at, expires_at)
+  SELECT v.code, granted.id, %(user_id)s, v.campaign_id, v.amount_minor, v.currency,
+         v.min_amount_minor, v.issued_at, v.expires_at
+  FROM granted JOIN unnest(%(v_reward_id)s::text[], %(v_code)s::text[],
+                           %(v_campaign_id)s::text[], %(v_amount_minor)s::bigint[],
+                           %(v_currency)s::text[], %(v_min_amount_minor)s::bigint[],
+                           %(v_issued_at)s::timestamptz[], %(v_expires_at)s::timestamptz[])
+                    AS v(reward_id, code, campaign_id, amount_minor, currency,
+                         min_amount_minor, issued_at, expires_at)
+                 ON v.reward_id = granted.reward_id
+), counted AS (
+  INSERT INTO user_campaign_usage (campaign_id, user_id, uses)
+  SELECT u.campaign_id, %(user_id)s, u.uses
+  FROM event, unnest(%(u_campaign_id)s::text[], %(u_uses)s::int[]) AS u(campaign_id, uses)
+  ON CONFLICT (campaign_id, user_id) DO UPDATE SET uses = user_campaign_usage.uses + excluded.uses
+), counted_daily AS (
+  INSERT INTO user_campaign_daily_usage (campaign_id, user_id, day, uses)
+  SELECT d.campaign_id, %(user_id)s, d.day, d.uses
+  FROM event, unnest(%(d_campaign_id)s::text[], %(d_day)s::date[], %(d_uses)s::int[])
+       AS d(campaign_id, day, uses)
+  ON CONFLICT (campaign_id, user_id, day)
+  DO UPDATE SET uses = user_campaign_daily_usage.uses + excluded.uses
+), user_counted AS (
+  UPDATE users SET activations = activations + %(activated)s, payments = payments + %(paid)s,
+                   points_balance = %(balance)s, pending_points = %(pending)s
+  WHERE user_id = %(user_id)s AND EXISTS (SELECT FROM event)
+)
+SELECT id FROM event
+"""
+
+_REWARD_COLUMNS = ("reward_id", "campaign_id", "kind", "points", "amount_minor", "currency",
+                   "voucher_code", "voucher_expires_at", "local_day")
+_LOT_COLUMNS = ("reward_id", "points", "remaining", "debt_paid")
+_VOUCHER_COLUMNS = ("reward_id", "code", "campaign_id", "amount_minor", "currency",
+                    "min_amount_minor", "issued_at", "expires_at")
+
+
+_PG_TAKE_FROM_CAMPAIGN = """
+UPDATE campaign_usage SET spent = spent + %(cost)s, redemptions = redemptions + 1
+WHERE campaign_id = %(campaign_id)s
+  AND (%(budget_limit)s::bigint IS NULL OR spent + %(cost)s <= %(budget_limit)s::bigint)
+  AND (%(max_redemptions)s::bigint IS NULL OR redemptions + 1 <= %(max_redemptions)s::bigint)
+"""
+
+
+class PostgresEventWrites:
+    """Two round trips per event: lock and read, then write and commit, on a connection of
+    its own from the engine's pool. The ORM session is not used: its bookkeeping around a
+    transaction (begun and committed even when empty) costs more than these round trips."""
+
+    finds_stored_event = True
+
+    def __init__(self, engine, session):
+        self.engine = engine
+        self.session = session
+        self._pooled = None
+        self.commit_in_doubt = False
+
+    def run(self, work):
+        """`work`, which commits (`write`) and closes, retried on conflicts. Reads in the
+        session end before and after (an API key looked up, a counter built from the
+        ledger), so that a request holds no connection it no longer needs. Where no session
+        was made yet (the usual case) none is made: making one costs more than a round trip."""
+        made = self.session.registry.has  # db.session is a scoped_session
+        if made():
+            end_read(self.session)
+        try:
+            return retrying(work)
+        finally:
+            # Reads only (the event's writes are not in the session): a rollback ends them
+            # in any state.
+            if made() and self.session().in_transaction():
+                self.session.rollback()
+
+    def _driver_connection(self):
+        if self._pooled is None:
+            try:
+                # Pinged when idle, as the session's are (`database.py`). Unlike
+                # `Engine.connect`, the pool's own checkout does not wrap psycopg's errors:
+                # a database that is down must still be an OperationalError (a 503), not an
+                # unknown error (a 500).
+                self._pooled = self.engine.raw_connection()
+            except psycopg.Error as exc:
+                raise self._error(exc, "connect") from exc
+        return self._pooled.driver_connection
+
+    def rollback(self) -> None:
+        if self._pooled is not None:
+            self._pooled.rollback()
+
+    def close(self) -> None:
+        """Back to the pool, which rolls back whatever did not commit."""
+        if self._pooled is not None:
+            self._pooled.close()
+            self._pooled = None
+        self.commit_in_doubt = False
+
+    def find_stored(self, client_id: str, event_id: str) -> StoredEvent | None:
+        try:
+            row = self._driver_connection().execute(
+                _PG_STORED_EVENT, {"client_id": client_id, "event_id": event_id}).fetchone()
+        except psycopg.Error as exc:
+            raise self._error(exc, _PG_STORED_EVENT) from exc
+        return StoredEvent(*row) if row is not None else None
+
+    def _error(self, exc, statement: str) -> DBAPIError:
+        """psycopg's error as SQLAlchemy would have raised it (IntegrityError,
+        OperationalError ...), so that retries and error answers treat both paths alike.
+        A connection that can no longer be used is invalidated, so the pool drops it rather
+        than try to reset it: one that was lost, and one a failed pipeline left busy (its
+        server went away mid-pipeline), which SQLAlchemy does not recognise as lost."""
+        dialect = self.engine.dialect
+        invalidated = False
+        if self._pooled is not None:
+            driver = self._pooled.driver_connection
+            invalidated = (driver.closed or driver.broken
+                           or driver.pgconn.pipeline_status != pq.PipelineStatus.OFF
+                           or dialect.is_disconnect(exc, self._pooled.dbapi_connection, None))
+            if invalidated:
+                self._pooled.invalidate(exc)
+                self._pooled = None
+        return DBAPIError.instance(statement, None, exc, psycopg.Error,
+                                   connection_invalidated=invalidated, dialect=dialect)
+
+    def take_from_campaign(self, campaign_id: str, cost: int, *, budget_limit: int | None,
+                           max_redemptions: int | None) -> bool:
+        """Budget and one redemption from the campaign's usage row, in one guarded UPDATE
+        (never check-then-act); False when they do not fit."""
+        try:
+            cursor = self._driver_connection().execute(_PG_TAKE_FROM_CAMPAIGN, {
+                "campaign_id": campaign_id, "cost": cost, "budget_limit": budget_limit,
+                "max_redemptions": max_redemptions})
+        except psycopg.Error as exc:
+            raise self._error(exc, _PG_TAKE_FROM_CAMPAIGN) from exc
+        return cursor.rowcount == 1
+
+    def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
+                  client_id: str, event_id: str, find_stored: bool = True,
+                  mature: bool = False) -> tuple[UserState, StoredEvent | None, int]:
+        """The user locked, its due pending points matured (with `mature`: where points
+        can be pending) and its counters, in one round trip; with `find_stored`, also the
+        event as stored if it was recorded before (the caller has no replay cache).
+        Returns the state, the stored event, and the user's pending points."""
+        first_day, last_day = day_range(occurred_at)
+        connection = self._driver_connection()
+        try:
+            with connection.pipeline():
+                connection.execute(_PG_LOCK_USER, {"user_id": user_id, "now": now})
+                if mature:
+                    connection.execute(_PG_MATURE, {"user_id": user_id, "now": now})
+                counters = connection.execute(_PG_USER_COUNTERS, {
+                    "user_id": user_id, "first_day": first_day, "last_day": last_day})
+                stored = (connection.execute(_PG_STORED_EVENT,
+                                             {"client_id": client_id, "event_id": event_id})
+                          if find_stored else None)
+            rows = counters.fetchall()
+            stored_row = stored.fetchone() if stored is not None else None
+        except psycopg.Error as exc:
+            raise self._error(exc, _PG_LOCK_USER) from exc
+        [(_, _, activations, payments, balance, pending)] = [row for row in rows
+                                                              if row[0] is None]
+        campaign_uses, daily_uses = uses_from_rows(
+            [(campaign_id, day, count) for campaign_id, day, count, _, _, _ in rows
+             if campaign_id is not None])
+        state = UserState(user_id=user_id, activations=activations, payments=payments,
+                          points_balance=balance, campaign_uses=campaign_uses,
+                          daily_uses=daily_uses)
+        return state, (StoredEvent(*stored_row) if stored_row is not None else None), pending
+
+    def write(self, rows: EventRows) -> None:
+        """Write and commit in one round trip; a copy of the event committed meanwhile
+        raises IntegrityError with nothing written."""
+        params = dict(rows.event)
+        for column in _REWARD_COLUMNS:
+            params["r_" + column] = [row[column] for row in rows.rewards]
+        per_campaign, per_day = use_counts(rows.uses)
+        params["u_campaign_id"], params["u_uses"] = list(per_campaign), list(per_campaign.values())
+        params["d_campaign_id"] = [campaign_id for campaign_id, _ in per_day]
+        params["d_day"] = [day for _, day in per_day]
+        params["d_uses"] = list(per_day.values())
+        params.update(activated=rows.activated, paid=rows.paid, balance=rows.balance,
+                      pending=rows.pending)
+        for column in _LOT_COLUMNS:
+            params["l_" + column] = [lot[column] for lot in rows.lots]
+        first_lot = rows.lots[0] if rows.lots else {}  # an event's lots share their times
+        params["l_available_at"] = first_lot.get("available_at")
+        params["l_pending"] = first_lot.get("pending", False)
+        params["l_expires_at"] = first_lot.get("expires_at")
+        for column in _VOUCHER_COLUMNS:
+            params["v_" + column] = [voucher[column] for voucher in rows.vouchers]
+        connection = self._driver_connection()
+        # From here until PostgreSQL answers, the commit may have happened without this
+        # process knowing (the connection lost after the COMMIT arrived): the caller must
+        # then keep the event's Redis reservations, which settle at their deadline.
+        self.commit_in_doubt = True
+        try:
+            with connection.pipeline():
+                connection.execute(_PG_WRITE_EVENT, params)
+                connection.commit()
+        except psycopg.Error as exc:
+            error = self._error(exc, _PG_WRITE_EVENT)
+            # An error PostgreSQL reported on a live connection aborted the COMMIT with it.
+            self.commit_in_doubt = error.connection_invalidated
+            raise error from exc
+        self.commit_in_doubt = False
