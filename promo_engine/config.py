@@ -52,6 +52,8 @@ class Settings:
     points_pending_days: int = 0
     points_expire_months: int = 0
     point_value: Decimal = Decimal("0.01")
+    # Webhooks (promo_engine/webhooks/): hours a delivery is retried before it is failed.
+    webhook_retry_hours: int = 24
 
     @property
     def minor_digits(self) -> int:
@@ -91,6 +93,7 @@ class Settings:
             points_expire_months=_whole_number(env, "PROMO_POINTS_EXPIRE_MONTHS", 0, 0, 1200),
             point_value=_point_value(env.get("PROMO_POINT_VALUE"),
                                      env.get("PROMO_CURRENCY", "CNY")),
+            webhook_retry_hours=_whole_number(env, "PROMO_WEBHOOK_RETRY_HOURS", 24, 1, 720),
         )
 
 

@@ -65,6 +65,21 @@ class Metrics:
             "promo_stream_interrupted_total",
             "Consumer rounds interrupted by an unavailable database or Redis (or a bug): "
             "the failed message is not acknowledged, and retried after a pause", registry=r)
+        # Webhook dispatchers (promo_engine/webhooks/dispatcher.py)
+        self.webhook_deliveries = Counter(
+            "promo_webhook_deliveries_total",
+            "Webhook delivery attempts, by type and outcome: delivered, retrying (not "
+            "accepted, tried again later), failed (not accepted, retry window over)",
+            ["type", "outcome"], registry=r)
+        self.webhook_oldest_pending = Gauge(
+            "promo_webhook_oldest_pending_seconds",
+            "How long the pending webhook delivery that came due first has been waiting to "
+            "be sent: the dispatchers' lag (0 when none is waiting)",
+            registry=r, multiprocess_mode="mostrecent")
+        self.webhook_failures = Counter(
+            "promo_webhook_failures_total",
+            "Webhook deliveries marked failed (their retry window passed), by type",
+            ["type"], registry=r)
 
     def exposition(self) -> bytes:
         """The Prometheus text format: of every worker in multiprocess mode."""

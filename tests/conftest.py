@@ -219,3 +219,12 @@ def counters_settings(request, database_url):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def receiver():
+    """A real webhook receiver on 127.0.0.1 (`webhook_receiver.py`), stopped afterwards."""
+    from webhook_receiver import Receiver
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()

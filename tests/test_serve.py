@@ -146,3 +146,54 @@ def test_serve_on_an_address_of_another_host_says_so_in_one_line_and_fails(envir
     assert done.returncode == 1
     assert done.stderr == ("promo-engine serve: cannot listen on 192.0.2.1:8000: Cannot assign "
                            "requested address\n")
+
+
+def test_the_servers_scheduler_sends_webhooks_and_metrics_count_them(server, environ,
+                                                                      tmp_path):
+    """`serve` runs a dispatcher (in its scheduler process): a payment's reward reaches a
+    receiver that verifies it, and /metrics, answered by a worker, counts the delivery and
+    shows no lag."""
+    from webhook_receiver import Receiver
+
+    def cli(*args: str) -> dict:
+        done = subprocess.run([CLI, *args, "--json"], env=environ, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout)
+
+    receiver = Receiver().start()
+    try:
+        receiver.secrets["/hooks"] = cli("webhooks", "add", receiver.url("/hooks"))["secret"]
+        client = cli("clients", "create", "wallet-backend")
+        body = json.dumps({"event_id": "p1", "type": "payment", "user_id": "u_1",
+                           "merchant_id": "m_1", "amount": "12.00", "currency": "CNY",
+                           "occurred_at": "2026-12-01T10:00:00Z"}).encode()
+        # The workers read the endpoint list at most every 2 s: an event before that may
+        # be written for none, so it is sent again (a new event) until one is announced.
+        deadline = time.monotonic() + 20
+        n = 0
+        while not receiver.accepted("/hooks"):
+            assert time.monotonic() < deadline, "no delivery within 20 s"
+            n += 1
+            raw = body.replace(b'"p1"', f'"p{n}"'.encode())
+            headers = signed_headers(client["key_id"], client["secret"], "POST", "/v1/events",
+                                     raw)
+            headers["Content-Type"] = "application/json"
+            answer = requests.post(server["base"] + "/v1/events", data=raw, headers=headers,
+                                   timeout=5)
+            assert answer.status_code == 201, answer.text
+            time.sleep(0.5)
+        [message] = receiver.bodies("/hooks")[:1]
+        assert message["type"] == "reward.granted"
+        assert message["data"]["reward"]["points"] == 12
+
+        def counted() -> str | None:
+            text = requests.get(server["base"] + "/metrics", timeout=5).text
+            line = 'promo_webhook_deliveries_total{outcome="delivered",type="reward.granted"}'
+            return text if line in text else None
+        deadline = time.monotonic() + 10
+        while (text := counted()) is None:
+            assert time.monotonic() < deadline, "the delivery is not in /metrics"
+            time.sleep(0.2)
+        assert "\npromo_webhook_oldest_pending_seconds 0.0\n" in text
+    finally:
+        receiver.stop()

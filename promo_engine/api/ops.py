@@ -14,7 +14,9 @@ from promo_engine.api import bp
 from promo_engine.api.errors import error_response
 from promo_engine.coordination.reservations import NotReady
 from promo_engine.ledger.extensions import db
+from promo_engine.ledger.models import utcnow
 from promo_engine.service import promo_service
+from promo_engine.webhooks.deliveries import oldest_due
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,22 @@ def readyz():
 
 @bp.get("/metrics")
 def prometheus_metrics():
+    _measure_webhook_lag()
     body = promo_metrics.metrics().exposition()
     return Response(body, content_type=promo_metrics.CONTENT_TYPE)
+
+
+def _measure_webhook_lag() -> None:
+    """The webhook lag as of this scrape, from the outbox itself: right wherever the
+    dispatchers run (or if none runs at all, when it is the alert that matters most).
+    One indexed read; a database that cannot answer leaves the last value."""
+    try:
+        due = oldest_due(db.engine, utcnow())
+    except SQLAlchemyError as exc:
+        log.warning("/metrics: could not read the webhook outbox: %s", exc)
+        return
+    lag = max(0.0, (utcnow() - due).total_seconds()) if due is not None else 0.0
+    promo_metrics.metrics().webhook_oldest_pending.set(lag)
 
 
 def _check_database() -> str:

@@ -16,6 +16,7 @@ from sqlalchemy import and_, insert, select, update
 from promo_engine.coordination.broadcast import mark_changed
 from promo_engine.ledger.models import CampaignAudit, CampaignRecord, ProgramState
 from promo_engine.ledger.program_state import ensure_program_state
+from promo_engine.ledger.webhook_outbox import announce, campaign_message
 
 SCHEDULED, OPEN, PAUSED, CLOSED, RETIRED = "scheduled", "open", "paused", "closed", "retired"
 STATUSES = (SCHEDULED, OPEN, PAUSED, CLOSED, RETIRED)
@@ -76,8 +77,11 @@ def check_fence(session, token: int) -> None:
 
 def record_audit(session, campaign_id: str, from_status: str | None, to_status: str, *,
                  actor: str, reason: str, now: datetime) -> None:
+    """The audit row of a status change, and its webhook (`campaign.opened` or
+    `campaign.closed`) in the same transaction: every status change writes its audit row."""
     session.add(CampaignAudit(campaign_id=campaign_id, from_status=from_status,
                               to_status=to_status, actor=actor, reason=reason, at=now))
+    announce(session, [campaign_message(campaign_id, from_status, to_status, now)], now)
 
 
 def transition(session, campaign_id: str, to_status: str, *, actor: str, reason: str,
@@ -151,5 +155,7 @@ def advance_schedule(session, now: datetime, *, campaign_ids=None, actor: str = 
             {"campaign_id": t.campaign_id, "from_status": t.from_status,
              "to_status": t.to_status, "actor": actor, "reason": reason, "at": now}
             for t in made])
+        announce(session, [campaign_message(t.campaign_id, t.from_status, t.to_status, now)
+                           for t in made], now)
         bump_revision(session)
     return made

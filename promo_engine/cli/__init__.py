@@ -30,4 +30,4 @@ def main() -> None:
 
 
 from promo_engine.cli import (campaigns, clients, consume, db, events,  # noqa: E402,F401
-                              portal_accounts, reconcile, scheduler, serve)
+                              portal_accounts, reconcile, scheduler, serve, webhooks)

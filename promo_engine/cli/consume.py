@@ -10,6 +10,7 @@ import threading
 import click
 
 from promo_engine.cli import main
+from promo_engine.cli.metrics_port import serve_metrics
 from promo_engine.cli.scheduler import LOG_FORMAT, _require_current_schema
 from promo_engine.config import Settings
 from promo_engine.consumer.options import (DEAD_LETTER_SUFFIX, DEFAULT_BATCH, DEFAULT_BLOCK_MS,
@@ -93,7 +94,6 @@ def consume_command(stream: str, group: str, consumer: str | None, client_id: st
     from promo_engine.consumer.stream import StreamConsumer
     from promo_engine.core.registry import build_registry
     from promo_engine.ledger.extensions import db
-    from promo_engine.metrics import metrics
     from promo_engine.service import promo_service
     options = ConsumerOptions(stream=stream, group=group,
                               consumer=consumer or default_consumer_name(),
@@ -105,15 +105,7 @@ def consume_command(stream: str, group: str, consumer: str | None, client_id: st
                                   socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
                                   socket_timeout=block_ms / 1000 + READ_TIMEOUT_MARGIN_SECONDS)
     stream_consumer = StreamConsumer(app, client, options)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-        try:
-            start_http_server(metrics_port, addr=metrics_host, registry=metrics(app).registry)
-        except OSError as exc:
-            click.echo(f"promo-engine consume: cannot serve metrics on {metrics_host}:"
-                       f"{metrics_port} ({exc.strerror or exc}): stop what runs there or "
-                       "choose another with --metrics-port", err=True)
-            sys.exit(1)
+    serve_metrics(app, metrics_host, metrics_port, "consume")
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

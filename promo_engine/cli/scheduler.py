@@ -31,7 +31,8 @@ Environment: DATABASE_URL, REDIS_URL (required), and optionally
                    "the server stops.")
 def scheduler_command(embedded: bool) -> None:
     """Open and close campaigns on schedule. Run as many as you like (on several hosts):
-    through a lease in Redis exactly one acts at a time, and another takes over when it dies."""
+    through a lease in Redis exactly one acts at a time, and another takes over when it dies.
+    Each also sends webhooks (as `promo-engine webhooks run` does)."""
     settings = Settings.from_env()
     lease_settings = LeaseSettings.from_env()
     if not settings.redis_url and not embedded:
@@ -51,6 +52,8 @@ def scheduler_command(embedded: bool) -> None:
     app = create_app(settings, registry=build_registry(pm))
     lease = redis_lease(settings.redis_url, lease_settings) if settings.redis_url else None
     scheduler = CampaignScheduler(app, pm=pm, lease=lease)
+    from promo_engine.cli.webhooks import dispatcher_for
+    dispatcher = dispatcher_for(app)  # every scheduler sends webhooks too (SKIP LOCKED claims)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -60,6 +63,7 @@ def scheduler_command(embedded: bool) -> None:
            f"{lease.owner}" if lease is not None else "acting alone (no REDIS_URL)")
     click.echo(f"promo-engine: scheduler started, {how}", err=True)
     scheduler.start()
+    dispatcher.start()
     try:
         while not stop.wait(PARENT_CHECK_SECONDS):
             if embedded and os.getppid() != parent:  # the server died without stopping us
@@ -67,6 +71,7 @@ def scheduler_command(embedded: bool) -> None:
                 break
     finally:
         scheduler.stop()
+        dispatcher.stop()
         with app.app_context():
             from promo_engine.ledger.extensions import db
             db.engine.dispose()

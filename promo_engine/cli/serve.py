@@ -52,9 +52,10 @@ class SchedulerProcess:
         self.backoff = SCHEDULER_RESTART_SECONDS[0]
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != promo_metrics.MULTIPROC_ENV}
+        # It shares the workers' metrics directory: its webhook dispatcher's counts are in
+        # /metrics, whichever worker answers the scrape.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "promo_engine.cli", "scheduler", "--embedded"], env=env)
+            [sys.executable, "-m", "promo_engine.cli", "scheduler", "--embedded"])
         self.started_at = time.monotonic()
         self.log.info("Started the campaign scheduler (pid: %s)", self.process.pid)
 

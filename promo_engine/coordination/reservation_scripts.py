@@ -22,10 +22,11 @@ elseif owner ~= ARGV[5] then return {'foreign', owner} end
 #       `Reservations.begin_epoch`, kept so that the program id stays ARGV[5] as in
 #       reconciliation), payload, program id, then per usage key:
 #       cost, redemptions, budget limit (-1: none), max redemptions (-1: none)
-# Returns {"ok"}, {"full", i...} (1-based positions that do not fit), {"init", i...}
-# (counters not built yet), {"wait", ms} (settling after Redis lost its data), {"new"} (no
-# epoch: new, or its data lost; see `Reservations.begin_epoch`) or {"foreign", owner} (the
-# prefix holds another program's counters).
+# Returns {"ok", spent, redemptions, ...} (each usage key's counters once reserved),
+# {"full", i...} (1-based positions that do not fit), {"init", i...} (counters not built
+# yet), {"wait", ms} (settling after Redis lost its data), {"new"} (no epoch: new, or its
+# data lost; see `Reservations.begin_epoch`) or {"foreign", owner} (the prefix holds another
+# program's counters).
 RESERVE = _OWNER_CHECK + """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -48,14 +49,15 @@ for i = 5, #KEYS do
   end
 end
 if #full > 1 then return full end
+local reply = {'ok'}
 for i = 5, #KEYS do
   local a = 6 + (i - 5) * 4
-  redis.call('HINCRBY', KEYS[i], 's', ARGV[a])
-  redis.call('HINCRBY', KEYS[i], 'r', ARGV[a + 1])
+  reply[#reply + 1] = redis.call('HINCRBY', KEYS[i], 's', ARGV[a])
+  reply[#reply + 1] = redis.call('HINCRBY', KEYS[i], 'r', ARGV[a + 1])
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
-return {'ok'}
+return reply
 """
 
 # A refund's intent: in flight, counters untouched until it is confirmed.

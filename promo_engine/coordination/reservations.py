@@ -105,6 +105,8 @@ class Reservation:
     requests: tuple[Request, ...]
     refund: bool = False
     done: bool = field(default=False, compare=False)
+    # Each request's campaign counters (spent, redemptions) right after it was reserved
+    after: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     def expired(self) -> bool:
         return now_ms() >= self.deadline_ms
@@ -255,6 +257,7 @@ class Reservations:
                               args=args)
         status = _text(reply[0])
         if status == "ok":
+            reservation.after = tuple(zip(reply[1::2], reply[2::2]))
             return Outcome(reservation=reservation)
         if status == "wait":
             raise NotReady(int(_text(reply[1])))

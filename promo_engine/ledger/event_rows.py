@@ -30,6 +30,7 @@ class EventRows:
     pending: int = 0  # and its pending points
     lots: list[dict] = field(default_factory=list)  # `lots.new_lots`, keyed by reward_id
     vouchers: list[dict] = field(default_factory=list)  # a row per voucher granted
+    bodies: list[dict] = field(default_factory=list)  # the response's rewards (webhooks)
 
 
 def use_counts(uses: list[tuple[str, date]]) -> tuple[Counter, Counter]:

@@ -33,8 +33,12 @@ from promo_engine.ledger.event_rows import (AlreadyRecorded, EventRows,
                                             uses_from_rows)
 from promo_engine.ledger.models import (CampaignUsage, EventRecord, PointsLot,
                                         RewardRecord, UserCampaignDailyUsage,
-                                        UserCampaignUsage, UserRecord, Voucher)
+                                        UserCampaignUsage, UserRecord, Voucher,
+                                        WebhookDelivery)
 from promo_engine.ledger.postgres_writes import PostgresEventWrites
+from promo_engine.ledger.webhook_outbox import (announce_thresholds, announced_thresholds,
+                                                event_delivery_rows, thresholds_reached,
+                                                used_up)
 
 SESSION_EVENT_TYPES = frozenset({REFUND, REDEMPTION, CANCEL})
 
@@ -49,6 +53,7 @@ _daily_uses = UserCampaignDailyUsage.__table__
 _campaign_usage = CampaignUsage.__table__
 _lots = PointsLot.__table__
 _vouchers = Voucher.__table__
+_deliveries = WebhookDelivery.__table__
 
 
 class _CoreStatements:
@@ -127,6 +132,8 @@ class SqlEventWrites:
     def __init__(self, session):
         self.session = session
         self.statements = _core_statements(session.get_bind().dialect.name)
+        self.endpoints = ()  # the webhook endpoints to write the event's deliveries for
+        self.reached: list = []  # budget thresholds the event's reservations reached
 
     def run(self, work):
         """`work` in a write transaction of the session, committed, retried on conflicts."""
@@ -153,10 +160,19 @@ class SqlEventWrites:
             conditions.append(usage.c.spent + cost <= budget_limit)
         if max_redemptions is not None:
             conditions.append(usage.c.redemptions + 1 <= max_redemptions)
-        result = self.session.connection().execute(
+        after = self.session.connection().execute(
             update(usage).where(*conditions)
-            .values(spent=usage.c.spent + cost, redemptions=usage.c.redemptions + 1))
-        return result.rowcount == 1
+            .values(spent=usage.c.spent + cost, redemptions=usage.c.redemptions + 1)
+            .returning(usage.c.spent, usage.c.redemptions)).first()
+        if after is None:
+            self.reached += used_up(self.session.get_bind(), campaign_id, budget_limit,
+                                    max_redemptions, lambda: self.session.connection().execute(
+                                        select(usage.c.spent, usage.c.redemptions)
+                                        .where(usage.c.campaign_id == campaign_id)).one())
+            return False
+        self.reached += thresholds_reached(campaign_id, after.spent, after.redemptions,
+                                           budget_limit, max_redemptions)
+        return True
 
     def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
                   client_id: str, event_id: str, find_stored: bool = False,
@@ -211,6 +227,12 @@ class SqlEventWrites:
         connection.execute(statements.update_user, {
             "user_id_": user_id, "activated": rows.activated, "paid": rows.paid,
             "balance": rows.balance, "pending": rows.pending})
+        deliveries = event_delivery_rows(self.endpoints, rows)
+        if deliveries:
+            connection.execute(insert(_deliveries), deliveries)
+        fresh = announced_thresholds.new(self.session.get_bind(), self.reached)
+        if fresh:
+            announce_thresholds(self.session, fresh, rows.event["created_at"])
         return event_pk, pks
 
 

@@ -68,7 +68,7 @@ def grant_rows(client_id: str, event: Event, request_hash: str, decision: Decisi
     return EventRows(event=event_row, rewards=rewards, uses=uses,
                      activated=int(event.type == ACTIVATION),
                      paid=int(event.type == PAYMENT), balance=balance, pending=pending,
-                     lots=lots, vouchers=vouchers)
+                     lots=lots, vouchers=vouchers, bodies=bodies)
 
 
 def voucher_row(row: dict, reward, *, issued_at: datetime) -> dict:

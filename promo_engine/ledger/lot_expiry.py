@@ -23,6 +23,9 @@ from sqlalchemy import select, text
 from promo_engine.ledger import lots
 from promo_engine.ledger.database import run_in_transaction
 from promo_engine.ledger.models import PointsLot, UserRecord
+from promo_engine.ledger.responses import iso
+from promo_engine.ledger.webhook_outbox import POINTS_EXPIRED
+from promo_engine.ledger.webhook_outbox import directory as webhook_endpoints
 
 BATCH_SIZE = 5000  # lots per transaction
 LOCK_TIMEOUT = "10s"  # a batch's longest wait for a row lock (a user's event holds it for ms)
@@ -75,6 +78,29 @@ WITH due AS (
 )
 SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM emptied)
 """
+
+# The same, announcing each user's expired points as one `points.expired` webhook per
+# endpoint that wants it: the body `webhook_outbox.expired_message` writes, byte for byte
+# (ids and user ids are of characters JSON needs no escape for), built here in SQL so that
+# a batch's thousands of messages cost no round trip.
+_PG_EXPIRE_ANNOUNCED = _PG_EXPIRE.replace("""
+SELECT (SELECT count(*) FROM due)""", """, expired AS MATERIALIZED (
+  SELECT 'msg_' || substr(md5(random()::text || user_id), 1, 24) AS message_id, user_id,
+         sum(remaining) AS points,
+         string_agg('"' || reward_id || '"', ', ' ORDER BY entry_pk) AS reward_ids
+  FROM numbered GROUP BY user_id
+), announced AS (
+  INSERT INTO webhook_deliveries (message_id, endpoint_id, type, payload, status, attempts,
+                                  next_attempt_at, created_at)
+  SELECT expired.message_id, e.endpoint_id, 'points.expired',
+         format('{"id": "%%s", "type": "points.expired", "timestamp": "%%s", "data": '
+                '{"user_id": "%%s", "points": %%s, "expired_at": "%%s", "reward_ids": [%%s]}}',
+                expired.message_id, %(now_text)s::text, expired.user_id, expired.points,
+                %(now_text)s::text, expired.reward_ids),
+         'pending', 0, %(now)s, %(now)s
+  FROM expired CROSS JOIN unnest(%(endpoints)s::text[]) AS e(endpoint_id)
+)
+SELECT (SELECT count(*) FROM due)""")
 
 # What a negative balance is owed is paid from the maturing lots first, as `lots.mature` does.
 _PG_MATURE = """
@@ -163,8 +189,13 @@ def _batch(session, now: datetime, limit: int, *, expiring: bool) -> tuple[int, 
     if not expiring:
         cursor.execute(_PG_MATURE, {"lots": _pg_array(pks), "now": now})
         return len(due), cursor.fetchone()[0]
-    cursor.execute(_PG_EXPIRE, {"lots": _pg_array(pks),
-                                "reward_ids": _pg_array(_entry_ids(len(pks))), "now": now})
+    params = {"lots": _pg_array(pks), "reward_ids": _pg_array(_entry_ids(len(pks))),
+              "now": now}
+    endpoints = [endpoint.id for endpoint in webhook_endpoints.endpoints(session.connection())
+                 if endpoint.wants(POINTS_EXPIRED)]
+    if endpoints:
+        params.update(endpoints=_pg_array(endpoints), now_text=iso(now))
+    cursor.execute(_PG_EXPIRE_ANNOUNCED if endpoints else _PG_EXPIRE, params)
     expired, emptied = cursor.fetchone()
     if emptied != expired:
         raise AssertionError(f"{expired} lots got an expiry entry but {emptied} were emptied: "

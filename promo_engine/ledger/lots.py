@@ -26,6 +26,7 @@ from sqlalchemy import BigInteger, cast, func, or_, select
 from promo_engine.ledger.models import (EXPIRED, PointsLot, PointsLotMove, RewardRecord,
                                         UserRecord)
 from promo_engine.ledger.reward_ids import new_reward_id
+from promo_engine.ledger.webhook_outbox import announce, expired_message
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def expire(session, user: UserRecord, now: datetime) -> int:
         select(PointsLot).where(PointsLot.user_id == user.user_id, PointsLot.remaining > 0,
                                 PointsLot.expires_at <= now)
         .order_by(PointsLot.expires_at, PointsLot.reward_pk).with_for_update()).scalars().all()
-    expired = 0
+    expired, entries = 0, []
     for lot in lots:
         entry = RewardRecord(reward_id=new_reward_id(), event_pk=None, user_id=user.user_id,
                              campaign_id=None, kind="points", points=-lot.remaining,
@@ -169,7 +170,10 @@ def expire(session, user: UserRecord, now: datetime) -> int:
         else:
             user.points_balance -= lot.remaining
         expired += lot.remaining
+        entries.append(entry.reward_id)
         _move(session, lot, entry, -lot.remaining)
+    if expired:
+        announce(session, [expired_message(user.user_id, expired, entries, now)], now)
     return expired
 
 

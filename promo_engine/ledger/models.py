@@ -270,3 +270,59 @@ class Voucher(db.Model):
     used_by_event_pk: Mapped[int | None] = mapped_column(ForeignKey("events.id"), nullable=True,
                                                          index=True)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WebhookEndpoint(db.Model):
+    """Where webhooks go: a URL, the types it wants (NULL: all) and its signing secret,
+    stored only as ciphertext (`webhooks/endpoints.py`). Removing one keeps its row (and its
+    deliveries' history) with `removed_at` set."""
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[str | None] = mapped_column(Text, nullable=True)  # comma-separated
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    def __repr__(self) -> str:  # never the ciphertext
+        return f"<WebhookEndpoint {self.id} {self.url!r}>"
+
+
+class WebhookDelivery(db.Model):
+    """The outbox: one message for one endpoint, written in the transaction of the change it
+    reports (`webhook_outbox.py`), then sent and retried by a dispatcher until delivered or
+    failed. A dispatcher claims a delivery by moving its `next_attempt_at` past the time a
+    send may take, so a dispatcher that dies mid-send leaves it due again, never lost."""
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "next_attempt_at", "id",
+              postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(40))  # the webhook-id header
+    endpoint_id: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # the body, sent byte for byte
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CampaignThreshold(db.Model):
+    """A budget threshold a campaign has reached, announced once: the row's primary key
+    makes the first transaction to reach it the only one that writes its webhook."""
+    __tablename__ = "campaign_thresholds"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    threshold: Mapped[str] = mapped_column(String(4), primary_key=True)  # "0.8" | "1.0"
+    measure: Mapped[str] = mapped_column(String(16))  # budget | max_redemptions
+    reached_at: Mapped[datetime] = mapped_column(UTCDateTime())

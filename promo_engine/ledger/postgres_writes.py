@@ -4,7 +4,8 @@ the SQLAlchemy Core version every other database uses).
 
 Apart from `event_writes.py` because it is the hot path's own SQL, tuned for PostgreSQL:
 the user's lock, maturing pending points and reading the counters in one round trip; the
-event, its rewards, lots, vouchers and counters in one statement, pipelined with COMMIT.
+event, its rewards, lots, vouchers, counters and webhook deliveries in one statement,
+pipelined with COMMIT.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from promo_engine.core.campaign_type import UserState
 from promo_engine.ledger.database import end_read, retrying
 from promo_engine.ledger.event_rows import (EventRows, StoredEvent, day_range,
                                             use_counts, uses_from_rows)
+from promo_engine.ledger.webhook_outbox import (announced_thresholds, delivery_rows,
+                                                event_delivery_rows, threshold_message,
+                                                thresholds_reached, used_up)
 
 # -- PostgreSQL: two pipelines of fixed SQL ----------------------------------------------
 
@@ -143,6 +147,57 @@ WITH event AS (
 SELECT id FROM event
 """
 
+# The same with the event's webhooks (`webhook_outbox.py`): a statement of its own, so that
+# a program without webhook endpoints pays nothing for them. Its payloads are sent as a
+# binary array (`%(...)b`): as text, psycopg would escape every quote of the JSON.
+_PG_WRITE_EVENT_ANNOUNCED = _PG_WRITE_EVENT.replace("""
+SELECT id FROM event
+""", """, announced AS (
+  INSERT INTO webhook_deliveries (message_id, endpoint_id, type, payload, status, attempts,
+                                  next_attempt_at, created_at)
+  SELECT w.message_id, w.endpoint_id, w.type, w.payload, 'pending', 0, %(created_at)s,
+         %(created_at)s
+  FROM event, unnest(%(w_message_id)s::text[], %(w_endpoint_id)s::text[], %(w_type)s::text[],
+                     %(w_payload)b::text[]) AS w(message_id, endpoint_id, type, payload)
+)
+SELECT id FROM event
+""")
+
+
+def compact(statement: str) -> str:
+    """The statement without its layout (none of these statements has a literal holding
+    spaces): psycopg keeps a statement's parsed form only up to 4,096 bytes (and 50
+    parameters), and parses a longer one again on every event, which costs more than
+    the rows it writes. `tests/test_pg_statements.py` keeps the hot ones within both."""
+    return " ".join(statement.split())
+
+
+_PG_WRITE_EVENT = compact(_PG_WRITE_EVENT)
+_PG_WRITE_EVENT_ANNOUNCED = compact(_PG_WRITE_EVENT_ANNOUNCED)
+
+# Budget thresholds the event's reservations reached: each recorded once (the primary key;
+# sorted, so two events never wait for each other's rows in opposite orders), and announced
+# only by the transaction that recorded it. Rare: only the first events past a threshold.
+_PG_THRESHOLDS = """
+WITH reached AS (
+  INSERT INTO campaign_thresholds (campaign_id, threshold, measure, reached_at)
+  SELECT t.campaign_id, t.threshold, t.measure, %(now)s
+  FROM unnest(%(t_campaign_id)s::text[], %(t_threshold)s::text[], %(t_measure)s::text[])
+       WITH ORDINALITY AS t(campaign_id, threshold, measure, position)
+  ORDER BY t.position
+  ON CONFLICT DO NOTHING
+  RETURNING campaign_id, threshold
+)
+INSERT INTO webhook_deliveries (message_id, endpoint_id, type, payload, status, attempts,
+                                next_attempt_at, created_at)
+SELECT w.message_id, w.endpoint_id, 'campaign.budget_threshold', w.payload, 'pending', 0,
+       %(now)s, %(now)s
+FROM unnest(%(w_campaign_id)s::text[], %(w_threshold)s::text[], %(w_message_id)s::text[],
+            %(w_endpoint_id)s::text[], %(w_payload)s::text[])
+     AS w(campaign_id, threshold, message_id, endpoint_id, payload)
+JOIN reached USING (campaign_id, threshold)
+"""
+
 _REWARD_COLUMNS = ("reward_id", "campaign_id", "kind", "points", "amount_minor", "currency",
                    "voucher_code", "voucher_expires_at", "local_day")
 _LOT_COLUMNS = ("reward_id", "points", "remaining", "debt_paid")
@@ -155,6 +210,11 @@ UPDATE campaign_usage SET spent = spent + %(cost)s, redemptions = redemptions + 
 WHERE campaign_id = %(campaign_id)s
   AND (%(budget_limit)s::bigint IS NULL OR spent + %(cost)s <= %(budget_limit)s::bigint)
   AND (%(max_redemptions)s::bigint IS NULL OR redemptions + 1 <= %(max_redemptions)s::bigint)
+RETURNING spent, redemptions
+"""
+
+_PG_CAMPAIGN_USAGE = """
+SELECT spent, redemptions FROM campaign_usage WHERE campaign_id = %(campaign_id)s
 """
 
 
@@ -170,6 +230,8 @@ class PostgresEventWrites:
         self.session = session
         self._pooled = None
         self.commit_in_doubt = False
+        self.endpoints = ()  # the webhook endpoints to write the event's deliveries for
+        self.reached: list = []  # budget thresholds the event's reservations reached
 
     def run(self, work):
         """`work`, which commits (`write`) and closes, retried on conflicts. Reads in the
@@ -247,7 +309,16 @@ class PostgresEventWrites:
                 "max_redemptions": max_redemptions})
         except psycopg.Error as exc:
             raise self._error(exc, _PG_TAKE_FROM_CAMPAIGN) from exc
-        return cursor.rowcount == 1
+        after = cursor.fetchone()
+        if after is None:
+            self.reached += used_up(self.engine, campaign_id, budget_limit, max_redemptions,
+                                    lambda: self._driver_connection().execute(
+                                        _PG_CAMPAIGN_USAGE, {"campaign_id": campaign_id})
+                                    .fetchone())
+            return False
+        self.reached += thresholds_reached(campaign_id, after[0], after[1], budget_limit,
+                                           max_redemptions)
+        return True
 
     def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
                   client_id: str, event_id: str, find_stored: bool = True,
@@ -285,6 +356,29 @@ class PostgresEventWrites:
     def write(self, rows: EventRows) -> None:
         """Write and commit in one round trip; a copy of the event committed meanwhile
         raises IntegrityError with nothing written."""
+        statement, params = self.statement_for(rows)
+        thresholds = self._thresholds(rows.event["created_at"])
+        connection = self._driver_connection()
+        # From here until PostgreSQL answers, the commit may have happened without this
+        # process knowing (the connection lost after the COMMIT arrived): the caller must
+        # then keep the event's Redis reservations, which settle at their deadline.
+        self.commit_in_doubt = True
+        try:
+            with connection.pipeline():
+                if thresholds is not None:
+                    connection.execute(_PG_THRESHOLDS, thresholds)
+                connection.execute(statement, params)
+                connection.commit()
+        except psycopg.Error as exc:
+            error = self._error(exc, statement)
+            # An error PostgreSQL reported on a live connection aborted the COMMIT with it.
+            self.commit_in_doubt = error.connection_invalidated
+            raise error from exc
+        self.commit_in_doubt = False
+
+    def statement_for(self, rows: EventRows) -> tuple[str, dict]:
+        """The write's statement and its parameters (psycopg caches a statement's parsed
+        form only with at most 50 of them: keep to that)."""
         params = dict(rows.event)
         for column in _REWARD_COLUMNS:
             params["r_" + column] = [row[column] for row in rows.rewards]
@@ -303,18 +397,32 @@ class PostgresEventWrites:
         params["l_expires_at"] = first_lot.get("expires_at")
         for column in _VOUCHER_COLUMNS:
             params["v_" + column] = [voucher[column] for voucher in rows.vouchers]
-        connection = self._driver_connection()
-        # From here until PostgreSQL answers, the commit may have happened without this
-        # process knowing (the connection lost after the COMMIT arrived): the caller must
-        # then keep the event's Redis reservations, which settle at their deadline.
-        self.commit_in_doubt = True
-        try:
-            with connection.pipeline():
-                connection.execute(_PG_WRITE_EVENT, params)
-                connection.commit()
-        except psycopg.Error as exc:
-            error = self._error(exc, _PG_WRITE_EVENT)
-            # An error PostgreSQL reported on a live connection aborted the COMMIT with it.
-            self.commit_in_doubt = error.connection_invalidated
-            raise error from exc
-        self.commit_in_doubt = False
+        statement = _PG_WRITE_EVENT
+        deliveries = event_delivery_rows(self.endpoints, rows)
+        if deliveries:
+            statement = _PG_WRITE_EVENT_ANNOUNCED
+            for column in ("message_id", "endpoint_id", "type", "payload"):
+                params["w_" + column] = [row[column] for row in deliveries]
+        return statement, params
+
+    def _thresholds(self, now) -> dict | None:
+        """The parameters of `_PG_THRESHOLDS` for thresholds this process has not seen
+        announced, or None."""
+        fresh = announced_thresholds.new(self.engine, self.reached)
+        if not fresh:
+            return None
+        params = {"now": now, "t_campaign_id": [r.campaign_id for r in fresh],
+                  "t_threshold": [r.threshold for r in fresh],
+                  "t_measure": [r.measure for r in fresh]}
+        messages = {(r.campaign_id, r.threshold): threshold_message(
+            r.campaign_id, r.threshold, r.measure, now) for r in fresh}
+        keys, deliveries = [], []
+        for key, message in messages.items():
+            for row in delivery_rows(self.endpoints, [message], now):
+                keys.append(key)
+                deliveries.append(row)
+        params["w_campaign_id"] = [campaign_id for campaign_id, _ in keys]
+        params["w_threshold"] = [threshold for _, threshold in keys]
+        for column in ("message_id", "endpoint_id", "payload"):
+            params["w_" + column] = [row[column] for row in deliveries]
+        return params

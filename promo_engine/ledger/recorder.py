@@ -23,6 +23,7 @@ vouchers), `refunds.py`, `cancels.py`; how a reward gets room in a limit lives i
 """
 from __future__ import annotations
 
+import json
 import logging
 
 import redis
@@ -48,7 +49,9 @@ from promo_engine.ledger.quotes import quote_event
 from promo_engine.ledger.refunds import record_refund
 from promo_engine.ledger.spending import record_spending
 from promo_engine.ledger.reserving import (build_missing_counters, evaluate_reserving,
-                                           refuse_expired)
+                                           refuse_expired, thresholds_of)
+from promo_engine.ledger.webhook_outbox import announce, announced_thresholds, event_messages
+from promo_engine.ledger.webhook_outbox import directory as webhook_endpoints
 
 log = logging.getLogger(__name__)
 redis_trouble = ThrottledWarning(log)
@@ -100,9 +103,11 @@ class Ledger:
                 engine: RulesEngine) -> Recorded:
         held: list[Reservation] = []  # Redis reservations of the attempt that commits
         writes = event_writes_for(db, event)
+        writes.endpoints = webhook_endpoints.endpoints(db.engine)
 
         def attempt() -> Recorded:
             held.clear()
+            writes.reached.clear()
             try:
                 # With the replay cache in front, a new event is by far the likelier here,
                 # so it skips this lookup: a copy is still found at the event's INSERT.
@@ -138,6 +143,8 @@ class Ledger:
             finally:
                 writes.close()
         recorded = writes.run(attempt)
+        if not recorded.replayed:
+            announced_thresholds.remember(db.engine, writes.reached)
         self._after_commit(client_id, event.event_id, request_hash, recorded, held)
         return recorded
 
@@ -198,7 +205,8 @@ class Ledger:
         if self.reservations is None:
             decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits, writes))
         else:
-            decision = self._evaluate_reserving(event, state, engine, held)
+            decision = self._evaluate_reserving(event, state, engine, held, writes.reached)
+            writes.reached += thresholds_of(held)
         rows = grant_rows(client_id, event, request_hash, decision, state,
                           currency=self.currency, now=now, policy=self.policy,
                           pending=pending)
@@ -215,8 +223,10 @@ class Ledger:
             if self.reservations is None:
                 return engine.evaluate(event, state, DatabaseGate(self.minor_digits, writes),
                                        discounted=discounted)
-            return evaluate_reserving(self.reservations, self.minor_digits, event, state,
-                                      engine, held, discounted)
+            decision = evaluate_reserving(self.reservations, self.minor_digits, event, state,
+                                          engine, held, discounted, writes.reached)
+            writes.reached += thresholds_of(held)
+            return decision
 
         recorded = record_spending(client_id, event, request_hash, engine=engine,
                                    writes=writes, policy=self.policy, currency=self.currency,
@@ -226,24 +236,38 @@ class Ledger:
 
     def _record_cancel(self, client_id: str, event: Event, request_hash: str,
                        held: list[Reservation]) -> Recorded:
+        now = self.clock()
         response = record_cancel(client_id, event, request_hash,
-                                 reservations=self.reservations, held=held, now=self.clock())
+                                 reservations=self.reservations, held=held, now=now)
+        self._announce(event, response, now)
         refuse_expired(held)
         return Recorded(status=201, body=response, replayed=False)
 
     def _record_refund(self, client_id: str, event: Event, request_hash: str,
                        held: list[Reservation]) -> Recorded:
+        now = self.clock()
         response = record_refund(client_id, event, request_hash, currency=self.currency,
-                                 reservations=self.reservations, held=held, now=self.clock())
+                                 reservations=self.reservations, held=held, now=now)
+        self._announce(event, response, now)
         refuse_expired(held)
         return Recorded(status=201, body=response, replayed=False)
+
+    @staticmethod
+    def _announce(event: Event, response: str, now) -> None:
+        """The webhooks of a refund or cancel, in its transaction: each of its rewards as
+        its response shows them (payments and redemptions write theirs with their rows)."""
+        rewards = json.loads(response)["rewards"]
+        if rewards:
+            announce(db.session, event_messages(event.event_id, event.user_id, rewards, now),
+                     now)
 
     # -- room in the campaign-wide limits, with Redis -------------------------------
 
     def _evaluate_reserving(self, event: Event, state: UserState, engine: RulesEngine,
-                            held: list[Reservation]) -> Decision:
+                            held: list[Reservation], reached: list | None = None) -> Decision:
+        """`reached`: gets the budget thresholds of campaigns found without room."""
         return evaluate_reserving(self.reservations, self.minor_digits, event, state, engine,
-                                  held)
+                                  held, reached=reached)
 
     def build_counters(self, campaign_ids) -> bool:
         """Redis's counters for campaigns it has none for (`reserving.py`); the service's

@@ -13,8 +13,10 @@ from promo_engine.coordination.reservations import NotReady, Reservation, Reserv
 from promo_engine.core.campaign_type import UserState
 from promo_engine.core.engine import Decision, RulesEngine
 from promo_engine.core.event import Event
+from promo_engine.ledger.extensions import db
 from promo_engine.ledger.gates import CollectingGate
 from promo_engine.ledger.usage import ledger_usage
+from promo_engine.ledger.webhook_outbox import Reached, thresholds_reached, used_up
 
 BUILD_WAIT_SECONDS, BUILD_WAIT_STEPS = 0.02, 50  # for another worker's counter build: 1 s
 
@@ -36,7 +38,8 @@ def refuse_expired(held: list[Reservation]) -> None:
 
 def evaluate_reserving(reservations: Reservations, minor_digits: int, event: Event,
                        state: UserState, engine: RulesEngine,
-                       held: list[Reservation], discounted=0) -> Decision:
+                       held: list[Reservation], discounted=0,
+                       reached: list[Reached] | None = None) -> Decision:
     """Evaluate as if every limited reward fitted, then reserve them all in one round
     trip. A campaign without room is evaluated again as full, which may let others in
     (a lower-priority campaign after a full exclusive one, the next multiplier of a
@@ -59,6 +62,25 @@ def evaluate_reserving(reservations: Reservations, minor_digits: int, event: Eve
             built_counters = build_missing_counters(reservations, outcome.missing)
             continue
         full |= outcome.full
+        if reached is not None:  # a reward refused: its campaign's limit is used up
+            for request in gate.requests:
+                if request.campaign_id in outcome.full:
+                    reached += used_up(
+                        db.engine, request.campaign_id, request.budget_limit,
+                        request.max_redemptions,
+                        lambda: reservations.counters([request.campaign_id])[request.campaign_id]
+                        or (0, 0))
+
+
+def thresholds_of(held: list[Reservation]) -> list[Reached]:
+    """The budget thresholds the counters were at or past once the event's reservations
+    were made (`webhook_outbox.py` announces each once)."""
+    reached = []
+    for reservation in held:
+        for request, (spent, redemptions) in zip(reservation.requests, reservation.after):
+            reached += thresholds_reached(request.campaign_id, spent, redemptions,
+                                          request.budget_limit, request.max_redemptions)
+    return reached
 
 
 def build_missing_counters(reservations: Reservations, campaign_ids) -> bool:
