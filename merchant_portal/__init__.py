@@ -55,6 +55,6 @@ def init_portal(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
-    from merchant_portal import errors, views  # noqa: F401  (routes and handlers on `bp`)
+    from merchant_portal import errors, program, views  # noqa: F401  (routes, handlers on `bp`)
     app.register_blueprint(bp)
     app.extensions["portal_error_page"] = errors.error_page

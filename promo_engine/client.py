@@ -51,8 +51,10 @@ class PromoClient:
     def send_event(self, event: dict) -> Reply:
         return self.request("POST", "/v1/events", event)
 
-    def quote(self, event: dict) -> Reply:
-        return self.request("POST", "/v1/quote", event)
+    def quote(self, event: dict, *, explain: bool = False) -> Reply:
+        """`explain`: the answer also says why each candidate campaign applied or not."""
+        return self.request("POST", "/v1/quote?explain=true" if explain else "/v1/quote",
+                            event)
 
     def points(self, user_id: str, limit: int | None = None) -> Reply:
         query = f"?limit={limit}" if limit else ""

@@ -184,12 +184,15 @@ def test_the_shipped_example_campaigns_are_valid(load):
     assert [str(p) for p in result.problems] == []
     assert sorted(c.campaign.type for c in result.campaigns) == [
         "first_activation_bonus", "first_activation_bonus", "holiday_discount",
-        "points_exchange", "points_exchange", "points_multiplier"]
+        "holiday_discount", "holiday_discount", "points_exchange", "points_exchange",
+        "points_multiplier"]
     assert {Path(c.path).name: c.campaign.id for c in result.campaigns} == {
         "new-wallet-bonus.yaml": "new-wallet-bonus", "spring-dining.yaml": "spring-dining",
         "weekend-3x.yaml": "weekend-3x", "points-mall-coffee.yaml": "points-mall-coffee",
         "spring-festival-exchange.yaml": "spring-festival-exchange",
-        "welcome-voucher.yaml": "welcome-voucher"}
+        "welcome-voucher.yaml": "welcome-voucher",
+        "win-back-30-days.yaml": "win-back-30-days",
+        "first-three-payments.yaml": "first-three-payments"}
 
 
 # --- every problem at its line ---------------------------------------------------------------

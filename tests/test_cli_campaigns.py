@@ -74,7 +74,7 @@ def rename(path: Path, new_name: str) -> None:
 
 def test_validate_the_shipped_campaigns(run, folder):
     result = run("validate", REPO_CAMPAIGNS)
-    assert (result.exit_code, result.stdout) == (0, "6 campaigns in 6 files are valid\n")
+    assert (result.exit_code, result.stdout) == (0, "8 campaigns in 8 files are valid\n")
     result = run("validate", folder)
     assert (result.exit_code, result.stdout) == (0, "3 campaigns in 3 files are valid\n")
 

@@ -12,7 +12,7 @@ import pytest
 
 from promo_engine.campaigns.files import load_paths
 from promo_engine.campaigns.schema import (BudgetSchema, CampaignSchema, ConditionsSchema,
-                                           LimitsSchema, WindowSchema)
+                                           LimitsSchema, UserConditionsSchema, WindowSchema)
 from promo_engine.core.registry import build_registry, get_plugin_manager
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "campaigns.md"
@@ -52,7 +52,8 @@ def test_yaml_example(registry, tmp_path, line, body, expected):
 
 @pytest.mark.parametrize("schema, prefix", [
     (CampaignSchema, ""), (WindowSchema, "windows"), (ConditionsSchema, "conditions"),
-    (BudgetSchema, "budget"), (LimitsSchema, "limits")])
+    (BudgetSchema, "budget"), (LimitsSchema, "limits"),
+    (UserConditionsSchema, "conditions.user")])
 def test_every_field_is_documented(schema, prefix):
     names = [field.data_key or name for name, field in schema._declared_fields.items()]
     missing = [name for name in names

@@ -38,7 +38,8 @@ def steps():
 def test_the_example_has_every_kind_of_step():
     kinds = {(body or {}).get("type") or get.split()[1].rsplit("/", 1)[1]
              for _, get, body, _, _ in steps()}
-    assert kinds == {"payment", "redemption", "cancel", "refund", "points", "vouchers"}
+    assert kinds == {"payment", "redemption", "cancel", "refund", "points", "vouchers",
+                     "offers"}
 
 
 def matches(shown, actual, bound: dict, where: str) -> None:

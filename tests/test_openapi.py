@@ -87,7 +87,10 @@ def test_responses_conform_to_the_description(app, openapi):
                  lambda: wallet.get("/v1/users/u_1/vouchers"),
                  lambda: wallet.get("/v1/users/u_1/vouchers?status=all"),
                  lambda: wallet.get("/v1/campaigns"),
-                 lambda: wallet.get("/v1/campaigns?merchant_id=m_100")):
+                 lambda: wallet.get("/v1/campaigns?merchant_id=m_100"),
+                 lambda: wallet.get("/v1/users/u_1/offers"),
+                 lambda: wallet.get("/v1/users/u_1/offers?merchant_id=m_100&mcc=5812"
+                                    "&channel=qr&amount=10.00")):
         response = send()
         assert response.status_code in (200, 201), response.get_data(as_text=True)
         conforms(openapi, response, wallet.last_body)
@@ -105,6 +108,8 @@ def test_responses_conform_to_the_description(app, openapi):
     (lambda w: w.event(**cancel("c9", "missing")), 422),
     (lambda w: w.get("/v1/campaigns?merchant_id=m%20100"), 422),
     (lambda w: w.get("/v1/campaigns?merchant=m_100"), 422),
+    (lambda w: w.get("/v1/users/u_1/offers?amount=abc"), 422),
+    (lambda w: w.get("/v1/users/u_1/offers?mcc=12"), 422),
 ])
 def test_error_responses_conform_to_the_description(app, openapi, make, status):
     wallet = new_wallet_client(app)

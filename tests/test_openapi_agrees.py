@@ -141,6 +141,14 @@ PARAMETERS = {
     ("get", "/v1/campaigns"): {
         "merchant_id": ["m_100", "m" * 64, "m" * 65, "m 100", "m\n", ""],
     },
+    ("get", "/v1/users/{user_id}/offers"): {
+        "user_id": ["u_1", "u" * 64, "u" * 65, "u x", "u\n", "u%1"],
+        "merchant_id": ["m_100", "m" * 64, "m" * 65, "m 100", "m\n", ""],
+        "mcc": ["5812", "0000", "12", "58123", "58a2", "\u0665\u0668\u0661\u0662", "5812\n", ""],
+        "channel": ["qr", "c" * 32, "c" * 33, "", "in store", "qr\n"],
+        "amount": ["0.01", "50", "10.00", "0001.50", "1000000000", "1000000000.00", "0", "0.00",
+                   "abc", "10.005", ".5", "10.", "1000000000.01", "-5", "1e3", " 1", "NaN", ""],
+    },
 }
 BODIES = {("post", "/v1/events"): {**PAYMENT_FIELDS, **REFUND_FIELDS, **REDEMPTION_FIELDS},
           ("post", "/v1/quote"): {**PAYMENT_FIELDS, **REDEMPTION_FIELDS,
@@ -198,6 +206,9 @@ def request_of(method: str, path: str, field: str, value, issued: str) -> dict:
     """The request that probes `field` with `value`: a body, or a path and query."""
     if isinstance(value, Unstatable):
         value = value.value
+    if field in BODY_PARAMETERS.get((method, path), {}):
+        return {"body": base_body(path, "type"),
+                "args": {} if value == ABSENT else {field: value}}
     if (method, path) in BODIES:
         return {"body": with_probe(base_body(path, field), field, value)}
     value = issued if value == "<issued>" else value
@@ -213,8 +224,10 @@ def disagreements(service, method: str, path: str, field: str, probes: list) -> 
     for value in probes:
         request = request_of(method, path, field, value, issued)
         if "body" in request:
-            response = wallet.post(path, request["body"])
-            accepted = description.accepts(method, path, body=request["body"])
+            query = "?" + urlencode(request["args"]) if request.get("args") else ""
+            response = wallet.post(path + query, request["body"])
+            accepted = description.accepts(method, path, args=request.get("args"),
+                                           body=request["body"])
         else:
             query = "?" + urlencode(request["args"]) if request["args"] else ""
             response = wallet.get(request["path"] + query)
@@ -236,14 +249,20 @@ def disagreements(service, method: str, path: str, field: str, probes: list) -> 
     return wrong
 
 
-CASES = [(method, path, field) for (method, path), fields in {**BODIES, **PARAMETERS}.items()
+# query parameters of the operations that take a body: probed with a valid body
+BODY_PARAMETERS = {("post", "/v1/quote"): {
+    "explain": ["true", "false", ABSENT, "yes", "True", "TRUE", "1", "0", ""]}}
+PROBES = {**BODIES, **PARAMETERS}
+for operation, fields in BODY_PARAMETERS.items():
+    PROBES[operation] = {**PROBES[operation], **fields}
+CASES = [(method, path, field) for (method, path), fields in PROBES.items()
          for field in fields]
 
 
 @pytest.mark.parametrize("method, path, field", CASES,
                          ids=[f"{m} {p} {f}" for m, p, f in CASES])
 def test_server_gives_the_described_verdict(service, method, path, field):
-    probes = {**BODIES, **PARAMETERS}[method, path][field]
+    probes = PROBES[method, path][field]
     assert disagreements(service, method, path, field, probes) == []
 
 
@@ -253,7 +272,7 @@ def test_probes_reach_both_sides_of_each_rule(service, method, path, field):
     """Each field's probes hold values the description accepts and values it refuses, so
     the comparison above crosses every field's boundary."""
     wallet, description, issued = service
-    probes = {**BODIES, **PARAMETERS}[method, path][field]
+    probes = PROBES[method, path][field]
     sides = set()
     for value in probes:
         request = request_of(method, path, field, value, issued)

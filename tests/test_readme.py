@@ -68,7 +68,7 @@ def test_quickstart_runs_as_written(served):
     result = run_shell(quickstart + curl, served)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "6 campaigns in 6 files are valid" in out
+    assert "8 campaigns in 8 files are valid" in out
     assert "created new-wallet-bonus" in out
     documents = [json.loads(doc) for doc in re.findall(r"^\{.*?^\}", out, re.S | re.M)]
     activation, pay, points = documents[:3]

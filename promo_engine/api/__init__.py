@@ -8,5 +8,5 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 # Each module registers its routes and hooks on `bp`.
-from promo_engine.api import (auth, campaigns, errors, events, openapi, ops,  # noqa: E402,F401
-                              wallet_reads)
+from promo_engine.api import (auth, campaigns, errors, events, offers, openapi,  # noqa: E402,F401
+                              ops, wallet_reads)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from flask import Response, g
+from flask import Response, g, request
 
 from promo_engine.api import bp
 from promo_engine.api.errors import ApiError
@@ -40,13 +40,29 @@ def record_event():
     return _json_text(recorded.body, 201)
 
 
+def _explain_flag() -> bool:
+    """`?explain=true` adds why each candidate campaign did or did not apply; other query
+    parameters are not read (as before explain existed)."""
+    values = request.args.getlist("explain")
+    if not values:
+        return False
+    if len(values) > 1:
+        raise ApiError(422, "validation_error", "invalid query parameters",
+                       fields={"explain": ["give it once"]})
+    if values[0] not in ("true", "false"):
+        raise ApiError(422, "validation_error", "invalid query parameters",
+                       fields={"explain": ["must be true or false"]})
+    return values[0] == "true"
+
+
 @bp.post("/v1/quote")
 def quote():
+    explain = _explain_flag()
     body = json_body()
     service = promo_service()
     event = validated_event(service, body, quote=True)
     try:
-        quoted = service.ledger.quote(event, service.engine())
+        quoted = service.ledger.quote(event, service.engine(), explain=explain)
     except LedgerError as exc:  # refused as the event would be: the same 422
         raise ApiError(422, exc.code, exc.message, fields=exc.fields) from None
     return _json_text(dumps(quoted), 200)

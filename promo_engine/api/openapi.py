@@ -9,10 +9,13 @@ from flask import current_app, jsonify
 
 from promo_engine import __version__
 from promo_engine.api import bp
-from promo_engine.api.request_fields import ATTRIBUTE_NAMES, ID_PATTERN
+from promo_engine.api.request_fields import (ATTRIBUTE_NAMES, CHANNEL_PATTERN, ID_PATTERN,
+                                             MCC_PATTERN)
+from promo_engine.api.offers import OFFER_PARAMETERS
 from promo_engine.api.response_schemas import (CampaignsResponseSchema, ErrorSchema,
-                                               EventResponseSchema, PointsResponseSchema,
-                                               QuoteResponseSchema, VouchersResponseSchema)
+                                               EventResponseSchema, OffersResponseSchema,
+                                               PointsResponseSchema, QuoteResponseSchema,
+                                               VouchersResponseSchema)
 from promo_engine.api.schemas import EventRequestSchema, QuoteRequestSchema, amount_pattern
 # Importing the read endpoints also registers their routes on `bp`.
 from promo_engine.api.wallet_reads import (CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE,
@@ -96,6 +99,7 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
     spec.components.schema("PointsResponse", schema=PointsResponseSchema)
     spec.components.schema("VouchersResponse", schema=VouchersResponseSchema)
     spec.components.schema("CampaignsResponse", schema=CampaignsResponseSchema)
+    spec.components.schema("OffersResponse", schema=OffersResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     json_of = lambda ref: {"application/json": {"schema": ref}}  # noqa: E731
 
@@ -113,6 +117,11 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
     spec.path(path="/v1/quote", operations={"post": {
         "summary": "Evaluate a payment, redemption or activation without side effects",
         "security": SIGNED,
+        "parameters": [
+            {"name": "explain", "in": "query", "required": False,
+             "description": "true: the answer adds `explain`, why each candidate campaign "
+                            "did or did not apply; any value but true or false gets 422",
+             "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}}],
         "requestBody": {"required": True, "content": json_of("QuoteRequest")},
         "responses": {"200": {"description": "what would be granted now",
                               "content": json_of("QuoteResponse")},
@@ -146,6 +155,36 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
                         "default": VOUCHER_FILTERS[0]}}],
         "responses": {"200": {"description": "the vouchers",
                               "content": json_of("VouchersResponse")},
+                      **_errors(404, 422, *SIGNED_ERRORS)}}})
+    spec.path(path="/v1/users/{user_id}/offers", operations={"get": {
+        "summary": "What the user can still earn: open campaigns with room for them",
+        "description": (
+            "Open campaigns whose per-user limits, budget and max_redemptions have room, "
+            "that do not hold the user out, and whose conditions the user's history and the "
+            "parameters given satisfy; a condition on a value not given is not judged. Any "
+            "parameter given narrows the list to what a payment with those values can earn "
+            "(points exchanges and activation bonuses drop out). The summaries are in the "
+            "language of the Accept-Language header: zh or en, default en. Query parameters "
+            "other than " + ", ".join(OFFER_PARAMETERS) + " get 422."),
+        "security": SIGNED,
+        "parameters": [
+            {"name": "user_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": ID_PATTERN}},
+            {"name": "merchant_id", "in": "query", "required": False,
+             "description": "the payment's merchant: campaigns of other merchants drop out",
+             "schema": {"type": "string", "pattern": ID_PATTERN}},
+            {"name": "mcc", "in": "query", "required": False,
+             "description": "the payment's merchant category code",
+             "schema": {"type": "string", "pattern": MCC_PATTERN}},
+            {"name": "channel", "in": "query", "required": False,
+             "description": "the payment's channel",
+             "schema": {"type": "string", "pattern": CHANNEL_PATTERN}},
+            {"name": "amount", "in": "query", "required": False,
+             "description": "the payment's amount, written as in an event: campaigns whose "
+                            "min_amount it does not reach drop out",
+             "schema": {"type": "string", "pattern": amount_pattern(currency)}}],
+        "responses": {"200": {"description": "the offers, highest priority first",
+                              "content": json_of("OffersResponse")},
                       **_errors(404, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/campaigns", operations={"get": {
         "summary": "The open campaigns, for the wallet to show (no budget internals)",

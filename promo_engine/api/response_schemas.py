@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from promo_engine.core.explain import REASONS as EXPLAIN_REASONS
+
 REASONS = ["spent", "returned", "expired"]
 VOUCHER_STATUSES = ["active", "used", "voided", "expired"]
 
@@ -53,6 +55,19 @@ class EventResponseSchema(Schema):
     reference = fields.String(metadata={"description": "redemptions: the reference sent"})
 
 
+class ExplainedSchema(Schema):
+    campaign_id = fields.String(required=True)
+    name = fields.String(required=True)
+    applied = fields.Boolean(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(EXPLAIN_REASONS), metadata={
+        "description": "stable code: applied, not_at_merchant, out_of_window, "
+                       "condition_failed, limit_reached, held_out, budget_exhausted, "
+                       "blocked_by_exclusive, beaten_by_multiplier, no_reward"})
+    detail = fields.String(required=True, metadata={
+        "description": "for people, in English; names the condition, limit or campaign "
+                       "(may be reworded between versions)"})
+
+
 class QuoteResponseSchema(Schema):
     event_id = fields.String(allow_none=True)
     rewards = fields.List(fields.Nested(RewardSchema), required=True)
@@ -60,6 +75,9 @@ class QuoteResponseSchema(Schema):
                                     metadata={"description": "the balance if the event were recorded"})
     reference = fields.String(metadata={"description": "redemptions: the reference sent"})
     dry_run = fields.Boolean(required=True)
+    explain = fields.List(fields.Nested(ExplainedSchema), metadata={
+        "description": "only with ?explain=true: every candidate campaign in priority "
+                       "order, whether it applied and why"})
 
 
 class PointsEntrySchema(Schema):
@@ -114,6 +132,38 @@ class VouchersResponseSchema(Schema):
     user_id = fields.String(required=True)
     vouchers = fields.List(fields.Nested(UserVoucherSchema), required=True,
                            metadata={"description": "newest first"})
+
+
+class OfferSchema(Schema):
+    campaign_id = fields.String(required=True)
+    name = fields.String(required=True, metadata={"description": "for people"})
+    type = fields.String(required=True, metadata={"description": "the campaign type"})
+    summary = fields.String(required=True, metadata={
+        "description": "the reward in one line, in the language of Accept-Language (zh or "
+                       "en, default en)", "example": "15% off, at most 30.00 CNY"})
+    starts_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
+                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
+    ends_at = fields.String(required=True, metadata={
+        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
+                                              "offset"})
+    in_window_now = fields.Boolean(required=True, metadata={
+        "description": "whether now is inside its dates and hours"})
+    uses_left = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1),
+                               metadata={"description": "what the user's per_user and "
+                                                        "per_user_daily limits leave (today, "
+                                                        "in the campaign's zone); null: no "
+                                                        "per-user limit"})
+    cost_points = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1),
+                                 metadata={"description": "points_exchange campaigns: the "
+                                                          "points a redemption spends; null "
+                                                          "otherwise"})
+
+
+class OffersResponseSchema(Schema):
+    user_id = fields.String(required=True)
+    offers = fields.List(fields.Nested(OfferSchema), required=True, metadata={
+        "description": "highest priority first, then by campaign id"})
 
 
 class CampaignWindowSchema(Schema):

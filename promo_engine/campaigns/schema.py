@@ -27,7 +27,8 @@ from promo_engine.campaigns.field_types import (Attributes, CampaignParams, Loca
                                                 Weekday)
 from promo_engine.campaigns.schema_errors import CampaignInvalid
 from promo_engine.core import params as params_module
-from promo_engine.core.campaign import Budget, Campaign, Conditions, Limits, Window
+from promo_engine.core.campaign import (Budget, Campaign, Conditions, Limits, UserConditions,
+                                        Window)
 from promo_engine.core.params import Money, StrictInteger
 
 ID_PATTERN = re.compile(r"[a-z0-9-]{1,64}")
@@ -37,6 +38,8 @@ NULL_MESSAGE = "must not be empty: give a value or remove the key"
 MAX_COUNT = 1_000_000_000
 MAX_POINTS = 10**15
 MAX_PRIORITY = 1_000_000_000
+MAX_INACTIVE_DAYS = 36_500  # a hundred years: anything longer is a slip
+MAX_HOLDOUT = 50  # percent: a control group larger than the treated group measures little
 RANGE_MESSAGE = "must be a whole number from {min} to {max}"
 
 
@@ -76,6 +79,29 @@ class WindowSchema(StrictSchema):
         return Window(days=days, start=data["start"], end=data["end"])
 
 
+def _whole_number(maximum: int):
+    return StrictInteger(validate=validate.Range(min=0, max=maximum, error=RANGE_MESSAGE))
+
+
+class UserConditionsSchema(StrictSchema):
+    """`conditions.user`: the user's history before the event (`core/targeting.py`)."""
+    error_messages = {"type": "must be a mapping such as {min_payments: 1, inactive_days: 30}"}
+
+    min_payments = _whole_number(MAX_COUNT)
+    max_payments = _whole_number(MAX_COUNT)
+    inactive_days = _whole_number(MAX_INACTIVE_DAYS)
+
+    @validates_schema
+    def max_not_below_min(self, data, **kwargs):
+        if data.get("max_payments", MAX_COUNT) < data.get("min_payments", 0):
+            raise ValidationError("must be at least min_payments: no user could match",
+                                  field_name="max_payments")
+
+    @post_load
+    def make_user_conditions(self, data, **kwargs):
+        return UserConditions(**data) if data else None  # {}: no condition on history
+
+
 class ConditionsSchema(StrictSchema):
     min_amount = Money()
     mcc = NonEmptyList(MccCode(), empty_message="must list at least one code; remove mcc "
@@ -84,6 +110,7 @@ class ConditionsSchema(StrictSchema):
                             empty_message="must list at least one channel; remove channels "
                                           "for every channel")
     attributes = Attributes()
+    user = fields.Nested(UserConditionsSchema)
 
     @post_load
     def make_conditions(self, data, **kwargs):
@@ -92,6 +119,7 @@ class ConditionsSchema(StrictSchema):
             mcc=frozenset(data["mcc"]) if "mcc" in data else None,
             channels=frozenset(data["channels"]) if "channels" in data else None,
             attributes=data.get("attributes", {}),
+            user=data.get("user"),
         )
 
 
@@ -149,6 +177,7 @@ class CampaignSchema(StrictSchema):
     priority = StrictInteger(validate=validate.Range(min=-MAX_PRIORITY, max=MAX_PRIORITY,
                                                      error=RANGE_MESSAGE))
     exclusive = StrictBoolean()
+    holdout = _whole_number(MAX_HOLDOUT)
     params = CampaignParams(required=True)  # an omitted params is checked as {}
 
     def __init__(self, *, registry, currency: str, default_timezone: str, **kwargs):
@@ -226,6 +255,7 @@ class CampaignSchema(StrictSchema):
             limits=data.get("limits", Limits()),
             priority=data.get("priority", 0),
             exclusive=data.get("exclusive", False),
+            holdout=data.get("holdout", 0),
         )
 
 

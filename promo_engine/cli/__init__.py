@@ -29,5 +29,6 @@ def main() -> None:
     """promo-engine: merchant rewards and promotions for a bank's wallet."""
 
 
-from promo_engine.cli import (campaigns, clients, consume, db, events,  # noqa: E402,F401
-                              portal_accounts, reconcile, scheduler, serve, webhooks)
+from promo_engine.cli import (campaigns, clients, consume, db, demo_data, events,  # noqa: E402,F401
+                              portal_accounts, program_report, reconcile, report, scheduler,
+                              serve, simulate, webhooks)

@@ -64,12 +64,14 @@ def send(event: str, url: str, key: str, secret: str) -> None:
 @url_option
 @key_option
 @secret_option
-def quote(event: str, url: str, key: str, secret: str) -> None:
+@click.option("--explain", is_flag=True,
+              help="also list every candidate campaign and why it applied or not")
+def quote(event: str, url: str, key: str, secret: str, explain: bool) -> None:
     """Post EVENT to /v1/quote: what it would earn now, recording nothing."""
     from promo_engine.client import PromoClient
     body = _read_event(event)
     body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    _show(PromoClient(url, key, secret).quote(body))
+    _show(PromoClient(url, key, secret).quote(body, explain=explain))
 
 
 @main.command("points")

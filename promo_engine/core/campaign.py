@@ -27,12 +27,22 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class UserConditions:
+    """`conditions.user`: on the user's history before the event, as the ledger keeps it
+    (`UserState`); how each is judged is in `core/targeting.py`. None: not a condition."""
+    min_payments: int | None = None
+    max_payments: int | None = None
+    inactive_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Conditions:
     min_amount: Decimal | None = None
     mcc: frozenset[str] | None = None
     channels: frozenset[str] | None = None
     # attribute name -> accepted values, compared as strings ("true"/"false" for booleans)
     attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    user: UserConditions | None = None  # None: the user's history does not matter
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +80,4 @@ class Campaign:
     limits: Limits = Limits()
     priority: int = 0
     exclusive: bool = False
+    holdout: int = 0  # percent of users (0-50) who never get its reward: `core/targeting.py`

@@ -6,7 +6,7 @@ is a plain callable on the hot path, so pluggy's dispatch never runs per event.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional
 
 from marshmallow import Schema
@@ -21,12 +21,14 @@ class UserState:
     """What the ledger knows of a user before this event (the counts exclude it)."""
     user_id: str
     activations: int = 0
-    payments: int = 0
+    payments: int = 0  # payments recorded, refunded ones included
     points_balance: int = 0
     # campaign id -> rewards granted and not fully refunded
     campaign_uses: Mapping[str, int] = field(default_factory=dict)
     # (campaign id, local calendar day) -> rewards granted that day
     daily_uses: Mapping[tuple[str, date], int] = field(default_factory=dict)
+    # the latest occurred_at of those payments (aware); None: the user never paid
+    last_payment_at: datetime | None = None
 
 
 class EvaluationContext(NamedTuple):

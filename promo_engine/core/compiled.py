@@ -12,12 +12,15 @@ from zoneinfo import ZoneInfo
 from promo_engine.core.campaign import Campaign
 from promo_engine.core.campaign_type import EvaluationContext, Evaluator, UserState
 from promo_engine.core.event import Event
+from promo_engine.core.targeting import held_out, history_matches
 
 # Why a campaign does not apply to an event now, as the API's messages say it (the ledger's
 # offer_unavailable, for a redemption of an exchange).
 NOT_IN_DATES = "outside the campaign's dates"
 NOT_IN_HOURS = "outside the campaign's hours"
 CONDITIONS_NOT_MET = "the campaign's conditions are not met"
+USER_HISTORY_NOT_MATCHED = "the user's history does not match the campaign's conditions"
+HELD_OUT = "the user is held out of this campaign (its control group)"
 USER_LIMIT_REACHED = "the user's limit for this campaign is reached"
 NO_REWARD_NOW = "the campaign gives no reward for this event"
 
@@ -27,8 +30,9 @@ class CompiledCampaign:
 
     __slots__ = ("campaign", "id", "evaluate", "triggers", "starts_at", "ends_at", "zone",
                  "windows", "window_spans", "min_amount", "mcc", "channels", "attributes",
-                 "has_conditions", "user_limited", "per_user", "per_user_daily", "priority", "exclusive",
-                 "sort_key", "budget_limit", "max_redemptions", "cost_points")
+                 "has_conditions", "per_user", "per_user_daily", "priority", "exclusive",
+                 "sort_key", "budget_limit", "max_redemptions", "cost_points", "user_conditions",
+                 "holdout", "targeted", "user_checked")
 
     def __init__(self, campaign: Campaign, evaluate: Evaluator, triggers: frozenset[str],
                  minor_digits: int, cost_points: int | None = None):
@@ -53,7 +57,13 @@ class CompiledCampaign:
                                or self.channels is not None or bool(self.attributes))
         self.per_user = campaign.limits.per_user
         self.per_user_daily = campaign.limits.per_user_daily
-        self.user_limited = self.per_user is not None or self.per_user_daily is not None
+        self.user_conditions = conditions.user  # None: the user's history does not matter
+        self.holdout = campaign.holdout
+        self.targeted = self.user_conditions is not None or self.holdout > 0
+        # One test in the hot loop for everything about the user (limits, history, holdout):
+        # a campaign with none of them pays nothing for them.
+        self.user_checked = (self.per_user is not None or self.per_user_daily is not None
+                             or self.targeted)
         self.max_redemptions = campaign.limits.max_redemptions
         self.cost_points = cost_points  # a number: an exchange (see CampaignType.cost_points)
         budget = campaign.budget
@@ -86,6 +96,10 @@ class CompiledCampaign:
             return NOT_IN_HOURS
         if not self.conditions_hold(event):
             return CONDITIONS_NOT_MET
+        if not self.history_matches(user, event.occurred_at):
+            return USER_HISTORY_NOT_MATCHED
+        if self.holds_out(user.user_id):
+            return HELD_OUT
         if self.user_limit_reached(user, local_day):
             return USER_LIMIT_REACHED
         try:
@@ -93,6 +107,20 @@ class CompiledCampaign:
         except Exception:  # the engine reports a raising evaluator; this only explains
             reward = None
         return NO_REWARD_NOW if reward is None else None
+
+    def targets(self, user: UserState, occurred_at) -> bool:
+        """Whether the user's history matches `conditions.user` and the user is not held
+        out (`core/targeting.py`); True for a campaign without either."""
+        return self.history_matches(user, occurred_at) and not self.holds_out(user.user_id)
+
+    def history_matches(self, user: UserState, occurred_at) -> bool:
+        conditions = self.user_conditions
+        return conditions is None or history_matches(conditions, user.payments,
+                                                     user.last_payment_at, occurred_at)
+
+    def holds_out(self, user_id: str) -> bool:
+        """Whether the user is in this campaign's control group (`holdout`)."""
+        return held_out(self.id, user_id, self.holdout)
 
     def user_limit_reached(self, user: UserState, local_day: date) -> bool:
         """Whether the user's per_user or per_user_daily limit leaves no room."""

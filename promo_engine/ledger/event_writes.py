@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (Date, bindparam, insert, null, select, type_coerce,
+from sqlalchemy import (Date, and_, bindparam, case, insert, null, or_, select, type_coerce,
                         union_all, update)
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -33,7 +33,7 @@ from promo_engine.ledger.event_rows import (AlreadyRecorded, EventRows,
                                             uses_from_rows)
 from promo_engine.ledger.models import (CampaignUsage, EventRecord, PointsLot,
                                         RewardRecord, UserCampaignDailyUsage,
-                                        UserCampaignUsage, UserRecord, Voucher,
+                                        UserCampaignUsage, UserRecord, UTCDateTime, Voucher,
                                         WebhookDelivery)
 from promo_engine.ledger.postgres_writes import PostgresEventWrites
 from promo_engine.ledger.webhook_outbox import (announce_thresholds, announced_thresholds,
@@ -68,7 +68,7 @@ class _CoreStatements:
                                       points_balance=0, created_at=bindparam("now"))
             .on_conflict_do_update(index_elements=["user_id"], set_={"user_id": _users.c.user_id})
             .returning(_users.c.activations, _users.c.payments, _users.c.points_balance,
-                       _users.c.pending_points))
+                       _users.c.pending_points, _users.c.last_paid_at))
         self.campaign_uses = union_all(
             select(_uses.c.campaign_id, type_coerce(null(), Date).label("day"), _uses.c.uses)
             .where(_uses.c.user_id == bindparam("user_id")),
@@ -90,12 +90,19 @@ class _CoreStatements:
         self.count_daily_use = daily.on_conflict_do_update(
             index_elements=["campaign_id", "user_id", "day"],
             set_={"uses": _daily_uses.c.uses + daily.excluded.uses})
+        paid, paid_at = bindparam("paid"), bindparam("paid_at", type_=UTCDateTime())
+        last_paid_at = _users.c.last_paid_at
         self.update_user = (
             update(_users).where(_users.c.user_id == bindparam("user_id_"))
             .values(activations=_users.c.activations + bindparam("activated"),
-                    payments=_users.c.payments + bindparam("paid"),
+                    payments=_users.c.payments + paid,
                     points_balance=bindparam("balance"),
-                    pending_points=bindparam("pending")))
+                    pending_points=bindparam("pending"),
+                    # A payment keeps the latest occurred_at: one recorded late (an earlier
+                    # occurred_at) leaves a later last payment as it is.
+                    last_paid_at=case(
+                        (and_(paid > 0, or_(last_paid_at.is_(None), last_paid_at < paid_at)),
+                         paid_at), else_=last_paid_at)))
 
 
 _CORE_STATEMENTS: dict[str, _CoreStatements] = {}
@@ -193,8 +200,8 @@ class SqlEventWrites:
                 balance, pending = record.points_balance, record.pending_points
         uses, daily = read_campaign_uses(self.session, user_id, occurred_at)
         return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
-                         points_balance=balance, campaign_uses=uses,
-                         daily_uses=daily), None, pending
+                         points_balance=balance, campaign_uses=uses, daily_uses=daily,
+                         last_payment_at=user.last_paid_at), None, pending
 
     def write(self, rows: EventRows) -> tuple[int, dict[str, int]]:
         """The event's primary key, and each reward's by its reward_id."""
@@ -226,7 +233,8 @@ class SqlEventWrites:
                 for (campaign_id, day), count in per_day.items()])
         connection.execute(statements.update_user, {
             "user_id_": user_id, "activated": rows.activated, "paid": rows.paid,
-            "balance": rows.balance, "pending": rows.pending})
+            "paid_at": rows.event["occurred_at"], "balance": rows.balance,
+            "pending": rows.pending})
         deliveries = event_delivery_rows(self.endpoints, rows)
         if deliveries:
             connection.execute(insert(_deliveries), deliveries)

@@ -118,6 +118,10 @@ class UserRecord(db.Model):
     points_balance: Mapped[int] = mapped_column(BigInteger, default=0)
     pending_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The latest occurred_at of the user's payments (None: never paid), kept by each
+    # payment's write under the user's lock: targeting by inactivity reads it with the
+    # counters instead of looking through the user's events.
+    last_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class UserCampaignUsage(db.Model):

@@ -9,7 +9,7 @@ pipelined with COMMIT.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import psycopg
 from psycopg import pq
@@ -40,13 +40,13 @@ ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
 # The user's counters come first (campaign_id NULL), then the uses of each campaign.
 _PG_USER_COUNTERS = """
 SELECT NULL AS campaign_id, NULL::date AS day, activations, payments, points_balance,
-       pending_points
+       pending_points, last_paid_at
 FROM users WHERE user_id = %(user_id)s
 UNION ALL
-SELECT campaign_id, NULL::date, uses, NULL, NULL, NULL FROM user_campaign_usage
+SELECT campaign_id, NULL::date, uses, NULL, NULL, NULL, NULL FROM user_campaign_usage
 WHERE user_id = %(user_id)s
 UNION ALL
-SELECT campaign_id, day, uses, NULL, NULL, NULL FROM user_campaign_daily_usage
+SELECT campaign_id, day, uses, NULL, NULL, NULL, NULL FROM user_campaign_daily_usage
 WHERE user_id = %(user_id)s AND day BETWEEN %(first_day)s AND %(last_day)s
 """
 
@@ -141,7 +141,9 @@ WITH event AS (
   DO UPDATE SET uses = user_campaign_daily_usage.uses + excluded.uses
 ), user_counted AS (
   UPDATE users SET activations = activations + %(activated)s, payments = payments + %(paid)s,
-                   points_balance = %(balance)s, pending_points = %(pending)s
+                   points_balance = %(balance)s, pending_points = %(pending)s,
+                   last_paid_at = greatest(last_paid_at,
+                                           CASE WHEN %(paid)s > 0 THEN %(occurred_at)s END)
   WHERE user_id = %(user_id)s AND EXISTS (SELECT FROM event)
 )
 SELECT id FROM event
@@ -343,14 +345,16 @@ class PostgresEventWrites:
             stored_row = stored.fetchone() if stored is not None else None
         except psycopg.Error as exc:
             raise self._error(exc, _PG_LOCK_USER) from exc
-        [(_, _, activations, payments, balance, pending)] = [row for row in rows
-                                                              if row[0] is None]
+        [(_, _, activations, payments, balance, pending, last_paid_at)] = [
+            row for row in rows if row[0] is None]
         campaign_uses, daily_uses = uses_from_rows(
-            [(campaign_id, day, count) for campaign_id, day, count, _, _, _ in rows
+            [(campaign_id, day, count) for campaign_id, day, count, _, _, _, _ in rows
              if campaign_id is not None])
+        if last_paid_at is not None:  # in the session's TimeZone: UTC, as the ORM reads it
+            last_paid_at = last_paid_at.astimezone(timezone.utc)
         state = UserState(user_id=user_id, activations=activations, payments=payments,
                           points_balance=balance, campaign_uses=campaign_uses,
-                          daily_uses=daily_uses)
+                          daily_uses=daily_uses, last_payment_at=last_paid_at)
         return state, (StoredEvent(*stored_row) if stored_row is not None else None), pending
 
     def write(self, rows: EventRows) -> None:

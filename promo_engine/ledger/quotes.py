@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import and_, or_, select
 
@@ -21,6 +22,7 @@ from promo_engine.coordination.reservations import Reservations
 from promo_engine.core.campaign_type import UserState
 from promo_engine.core.engine import RulesEngine
 from promo_engine.core.event import REDEMPTION, Event
+from promo_engine.core.explain import explain_evaluation
 from promo_engine.core.rewards import VOUCHER
 from promo_engine.ledger.event_writes import read_campaign_uses
 from promo_engine.ledger.extensions import db
@@ -39,7 +41,8 @@ def load_user_state(user_id: str, occurred_at: datetime) -> UserState:
         return UserState(user_id=user_id)
     uses, daily = read_campaign_uses(db.session, user_id, occurred_at)
     return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
-                     points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily)
+                     points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily,
+                     last_payment_at=user.last_paid_at)
 
 
 def available_points(session, user_id: str, now: datetime) -> tuple[int, int]:
@@ -82,7 +85,8 @@ def _spends(event: Event) -> bool:
 
 def quote_event(event: Event, engine: RulesEngine, minor_digits: int,
                 reservations: Reservations | None, *,
-                policy: LotPolicy | None = None, now: datetime | None = None) -> dict:
+                policy: LotPolicy | None = None, now: datetime | None = None,
+                explain: bool = False) -> dict:
     """The rewards the event would get now; reserves, records and counts nothing.
 
     Raises LedgerError where recording the event would (insufficient_points,
@@ -98,16 +102,23 @@ def quote_event(event: Event, engine: RulesEngine, minor_digits: int,
                         points_balance=balance)
         lead: list[dict] = []
         spent = 0
+        explained: list = []  # a burn (points spent on no exchange) has no candidates
+
+        def evaluate(event, state, discounted=Decimal(0)):
+            if not explain:
+                return engine.evaluate(event, state, gate, discounted=discounted)
+            decision, explained[:] = explain_evaluation(engine, event, state, gate,
+                                                        discounted=discounted)
+            return decision
+
         if _spends(event):
             spends = Spending(event, engine, state)
             spends.judge(session, lock=False)
-            decision = spends.decide(
-                lambda event, state, discounted: engine.evaluate(event, state, gate,
-                                                                 discounted=discounted))
+            decision = spends.decide(evaluate)
             lead = _lead_bodies(spends, currency=engine.currency, now=now)
             spent = spends.points
         else:
-            decision = engine.evaluate(event, state, gate)
+            decision = evaluate(event, state)
     finally:
         session.rollback()
     rewards = list(lead)
@@ -126,6 +137,8 @@ def quote_event(event: Event, engine: RulesEngine, minor_digits: int,
     if event.reference is not None:
         body["reference"] = event.reference
     body["dry_run"] = True
+    if explain:
+        body["explain"] = [entry.as_json() for entry in explained]
     return body
 
 

@@ -276,7 +276,8 @@ class Ledger:
 
     # -- reads -----------------------------------------------------------------------
 
-    def quote(self, event: Event, engine: RulesEngine) -> dict:
-        """The rewards the event would get now; reserves, records and counts nothing."""
+    def quote(self, event: Event, engine: RulesEngine, *, explain: bool = False) -> dict:
+        """The rewards the event would get now; reserves, records and counts nothing.
+        `explain`: with why each candidate campaign did or did not apply."""
         return quote_event(event, engine, self.minor_digits, self.reservations,
-                           policy=self.policy, now=self.clock())
+                           policy=self.policy, now=self.clock(), explain=explain)

@@ -8,8 +8,6 @@ the ORM session in the recorder's transaction.
 """
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-
 from sqlalchemy import select, update
 
 from promo_engine.coordination.reservations import Request, Reservation, Reservations
@@ -23,6 +21,7 @@ from promo_engine.ledger.models import (RETURNED, SPENT, CampaignUsage, EventRec
                                         UserCampaignUsage, UserRecord, utcnow)
 from promo_engine.ledger.outcomes import LedgerError
 from promo_engine.ledger.responses import dumps, reward_json
+from promo_engine.ledger.reversal_math import is_campaign_grant, refund_share, reversal_delta
 from promo_engine.ledger.reward_ids import new_reward_id
 
 
@@ -68,7 +67,8 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
     """Reverse the payment's rewards in proportion to what has been refunded in all.
 
     Each reversal is the rounded cumulative share minus what earlier refunds already
-    reversed, so once the whole payment is refunded every reward sums to exactly zero.
+    reversed, so once the whole payment is refunded every reward sums to exactly zero. The
+    arithmetic is `reversal_math.py`'s, which the back-test shares.
     """
     payment = db.session.execute(
         select(EventRecord).where(EventRecord.client_id == refund.client_id,
@@ -80,16 +80,10 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
     if payment.currency != event.currency:
         raise LedgerError("validation_error",
                           f"the payment was in {payment.currency}", field="currency")
-    refunded = payment.refunded_minor + refund.amount_minor
-    if refunded > payment.amount_minor:
-        left = money.from_minor(payment.amount_minor - payment.refunded_minor, currency)
-        raise LedgerError("refund_exceeds_payment",
-                          f"refunds would exceed the payment; at most {left} is left to refund",
-                          field="amount")
+    refunded, fully_refunded, share = refund_share(
+        payment.amount_minor, payment.refunded_minor, refund.amount_minor, currency)
     refund.original_event_id = payment.id
     payment.refunded_minor = refunded
-    fully_refunded = refunded == payment.amount_minor
-    share = Decimal(refunded) / Decimal(payment.amount_minor)
 
     granted = db.session.execute(
         select(RewardRecord).where(RewardRecord.event_pk == payment.id,
@@ -110,21 +104,20 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
     lots.catch_up(db.session, user, now)  # what is due goes first, as it would have
     for original in granted:
         value = original.points if original.kind == POINTS else original.amount_minor
-        target = int((Decimal(value) * share).to_integral_value(ROUND_HALF_UP))
-        delta = target + reversed_so_far.get(original.id, 0)  # reversals are negative
+        delta = reversal_delta(value, share, reversed_so_far.get(original.id, 0))
+        campaign_grant = is_campaign_grant(original.campaign_id, original.reason)
         if delta:
             row = reversal_row(original, -delta, event_pk=refund.id, now=now)
             rows.append(row)
             if original.kind == POINTS:
                 reverse_points(original, row, user, now)
-            if original.campaign_id is not None and original.reason is None and \
-                    reservations is None:
+            if campaign_grant and reservations is None:
                 # Reversed money (or points) goes back to the campaign's budget.
                 db.session.execute(
                     update(CampaignUsage).where(CampaignUsage.campaign_id == original.campaign_id)
                     .values(spent=CampaignUsage.spent - delta)
                     .execution_options(synchronize_session=False))
-        if original.campaign_id is not None and original.reason is None:
+        if campaign_grant:
             freed = fully_refunded
             if freed:
                 free_limits(original, event.user_id, reservations)
