@@ -25,6 +25,7 @@ from merchant_portal.models import (ADMIN, APPROVED, DRAFT, MERCHANT, OFFER_STAT
 from merchant_portal.offers import (PAUSABLE, OfferRefused, approve_offer, create_offer,
                                     duplicate_offer, live_campaign, pause_campaign, reject_offer,
                                     resume_campaign, submit_offer, update_offer)
+from merchant_portal.outranked import outranked_for
 from merchant_portal.results import chart_svg, csv_text, results_for
 from merchant_portal.scoping import offer_or_404, offers_for, own_offer_or_404
 from merchant_portal.voucher_results import VoucherResults, issues_vouchers, voucher_results_for
@@ -314,7 +315,8 @@ def results(user, offer_id: int):
                     redemptions_label=_("Redemptions"), customers_label=_("Customers"),
                     empty_label=_("No redemptions yet"))
     return render_template("offers/results.html", **_view_of(found, currency), figures=figures,
-                           chart=Markup(svg), vouchers=_vouchers_of(found))
+                           chart=Markup(svg), vouchers=_vouchers_of(found),
+                           outranked=outranked_for(found.campaign_id))
 
 
 @bp.get("/offers/<row_id:offer_id>/results.csv")

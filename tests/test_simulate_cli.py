@@ -140,7 +140,16 @@ def test_html_writes_the_report_beside_the_result(files):
     result = simulate(files, "--html", str(files / "report.html"))
     assert result.exit_code == 0, result.output
     assert "lunch" in (files / "report.html").read_text(encoding="utf-8")
+    assert '<html lang="en">' in (files / "report.html").read_text(encoding="utf-8")
     assert result.stdout.startswith("campaign  type")
+
+
+def test_html_lang_zh_writes_the_report_in_chinese(files):
+    result = simulate(files, "--html", str(files / "report.html"), "--lang", "zh")
+    assert result.exit_code == 0, result.output
+    page = (files / "report.html").read_text(encoding="utf-8")
+    assert '<html lang="zh' in page and "活动回测报告" in page
+    assert simulate(files, "--html", str(files / "r.html"), "--lang", "fr").exit_code == 2
 
 
 def test_a_progress_bar_only_on_a_terminal(monkeypatch):

@@ -24,17 +24,20 @@ from promo_engine.cli.campaigns import campaigns
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write a report with charts to this file.")
+@click.option("--lang", "language", type=click.Choice(["en", "zh"]), default="en",
+              show_default=True, help="The language of the --html report.")
 @click.option("--skip-invalid", is_flag=True,
               help="Count and skip the lines that are not valid events, or out of order, "
                    "instead of stopping at the first.")
 def simulate(paths: tuple[str, ...], events_path: str, as_json: bool, html_path: str | None,
-             skip_invalid: bool) -> None:
+             language: str, skip_invalid: bool) -> None:
     """Back-test the campaigns in PATHS on the events of FILE, in memory.
 
     Each campaign counts as open over its own dates, whatever its status; limits, budgets,
     refunds and first-payment bonuses work as in the service.
     """
     from promo_engine.backtest.events_file import FileProblem
+    from promo_engine.backtest.report_html import write_report
     from promo_engine.campaigns.files import load_paths
     from promo_engine.core.registry import build_registry
 
@@ -46,9 +49,6 @@ def simulate(paths: tuple[str, ...], events_path: str, as_json: bool, html_path:
         for problem in loaded.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
-    if html_path is not None and _report_writer() is None:
-        click.echo("promo-engine: --html is not available in this installation", err=True)
-        sys.exit(2)
     try:
         _check_readable(events_path)
         result = _run([item.campaign for item in loaded.campaigns], registry, settings,
@@ -58,7 +58,7 @@ def simulate(paths: tuple[str, ...], events_path: str, as_json: bool, html_path:
         sys.exit(1)
     if html_path is not None:
         try:
-            _report_writer()(result, html_path)
+            write_report(result, html_path, language=language)
         except OSError as exc:
             click.echo(f"promo-engine: cannot write {html_path}: {exc.strerror or exc}",
                        err=True)
@@ -129,15 +129,6 @@ class _Advance:
         if self.pending >= 65536:
             self.bar.update(self.pending)
             self.pending = 0
-
-
-def _report_writer():
-    """`write_report(result, path)` of the HTML report, when it is installed."""
-    try:
-        from promo_engine.backtest.report_html import write_report
-    except ImportError:
-        return None
-    return write_report
 
 
 # -- output ------------------------------------------------------------------------------
