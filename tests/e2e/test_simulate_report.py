@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
 import pytest
-from e2e.conftest import SCREENSHOTS, VIEWPORTS, browser  # noqa: F401 (the fixture)
+from .conftest import SCREENSHOTS, VIEWPORTS
 
 from promo_engine.backtest.report_html import format_money, render_report, write_report
 from promo_engine.backtest.results import CampaignDay, CampaignResult, SimulationResult
@@ -321,7 +321,7 @@ LAYOUT_JS = """() => {
 @pytest.mark.parametrize("device", ["desktop", "phone"])
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_report_reads_well_on_a_laptop_and_a_phone(
-        browser, tmp_path, lang, device):  # noqa: F811
+        browser, tmp_path, lang, device):
     path = write_report(sample_result(), tmp_path / "report.html", language=lang)
     context = browser.new_context(viewport=VIEWPORTS[device], offline=True)
     page = context.new_page()
@@ -358,7 +358,7 @@ def test_the_report_reads_well_on_a_laptop_and_a_phone(
 @pytest.mark.e2e
 @pytest.mark.parametrize("make", [sample_result, year_result], ids=["month", "year"])
 def test_no_small_text_nor_sideways_scrolling_between_a_small_phone_and_a_wide_screen(
-        browser, tmp_path, make):  # noqa: F811
+        browser, tmp_path, make):
     """Each width where the layout changes (the charts' variants, the table's cards), both
     sides of it, and a year of twelve long-named campaigns in yen."""
     problems = []
