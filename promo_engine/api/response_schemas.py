@@ -17,6 +17,18 @@ REASONS = ["spent", "returned", "expired"]
 VOUCHER_STATUSES = ["active", "used", "voided", "expired"]
 
 
+def starts_at_field() -> fields.String:
+    """A campaign's start as the API shows it (offers and campaigns alike)."""
+    return fields.String(required=True, metadata={
+        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
+                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
+
+
+def ends_at_field() -> fields.String:
+    return fields.String(required=True, metadata={
+        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
+                                              "offset"})
+
 class VoucherSchema(Schema):
     code = fields.String(allow_none=True, required=True)
     amount = fields.String(required=True, metadata={"example": "10.00"})
@@ -141,12 +153,8 @@ class OfferSchema(Schema):
     summary = fields.String(required=True, metadata={
         "description": "the reward in one line, in the language of Accept-Language (zh or "
                        "en, default en)", "example": "15% off, at most 30.00 CNY"})
-    starts_at = fields.String(required=True, metadata={
-        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
-                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
-    ends_at = fields.String(required=True, metadata={
-        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
-                                              "offset"})
+    starts_at = starts_at_field()
+    ends_at = ends_at_field()
     in_window_now = fields.Boolean(required=True, metadata={
         "description": "whether now is inside its dates and hours"})
     uses_left = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1),
@@ -202,12 +210,8 @@ class CampaignViewSchema(Schema):
                             metadata={"description": "where it applies; null: every merchant"})
     timezone = fields.String(required=True, metadata={"description": "IANA time zone of the "
                                                                      "times below"})
-    starts_at = fields.String(required=True, metadata={
-        "format": "date-time", "description": "inclusive; RFC 3339 with the campaign's local "
-                                              "offset", "example": "2027-02-05T00:00:00+08:00"})
-    ends_at = fields.String(required=True, metadata={
-        "format": "date-time", "description": "exclusive; RFC 3339 with the campaign's local "
-                                              "offset"})
+    starts_at = starts_at_field()
+    ends_at = ends_at_field()
     windows = fields.List(fields.Nested(CampaignWindowSchema), required=True, metadata={
         "description": "recurring local times inside starts_at..ends_at when it applies; "
                        "empty: all the time"})

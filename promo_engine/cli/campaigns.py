@@ -205,6 +205,18 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _campaign_record(app, campaign_id: str):
+    """The campaign's record in `_database`'s app, or exit 1 with one line saying why not."""
+    from promo_engine.ledger.extensions import db
+    from promo_engine.ledger.models import CampaignRecord
+    if app is None:
+        _fail(f"no campaign {campaign_id}: nothing has been applied yet ({APPLY_HINT})")
+    record = db.session.get(CampaignRecord, campaign_id)
+    if record is None:
+        _fail(f"no campaign {campaign_id}; `promo-engine campaigns list` shows them")
+    return record
+
+
 @contextmanager
 def _database_errors():
     from sqlalchemy.exc import SQLAlchemyError
@@ -384,15 +396,11 @@ def history(campaign_id: str, as_json: bool) -> None:
     from promo_engine.config import Settings
     from promo_engine.core.campaign_views import NOTHING, local_time, rfc3339_local
     from promo_engine.ledger.extensions import db
-    from promo_engine.ledger.models import CampaignAudit, CampaignRecord
+    from promo_engine.ledger.models import CampaignAudit
 
     settings = Settings.from_env()
     with _database_errors(), _database(settings) as app:
-        if app is None:
-            _fail(f"no campaign {campaign_id}: nothing has been applied yet ({APPLY_HINT})")
-        record = db.session.get(CampaignRecord, campaign_id)
-        if record is None:
-            _fail(f"no campaign {campaign_id}; `promo-engine campaigns list` shows them")
+        record = _campaign_record(app, campaign_id)
         zone = record.spec.get("timezone", settings.timezone)
         audit = db.session.scalars(select(CampaignAudit)
                                    .where(CampaignAudit.campaign_id == campaign_id)

@@ -10,8 +10,8 @@ import json
 
 import click
 
-from promo_engine.cli.campaigns import (APPLY_HINT, _database, _database_errors, _fail, _table,
-                                        campaigns)
+from promo_engine.cli.campaigns import (_campaign_record, _database, _database_errors, _fail,
+                                        _table, campaigns)
 
 NOTHING = "—"
 MEASURES = (("payments_per_user", "payments/user"), ("spend_per_user", "spend/user"))
@@ -28,15 +28,10 @@ def report(campaign_id: str, as_json: bool) -> None:
     from promo_engine.config import Settings
     from promo_engine.core.registry import build_registry
     from promo_engine.ledger.extensions import db
-    from promo_engine.ledger.models import CampaignRecord
 
     settings = Settings.from_env()
     with _database_errors(), _database(settings) as app:
-        if app is None:
-            _fail(f"no campaign {campaign_id}: nothing has been applied yet ({APPLY_HINT})")
-        record = db.session.get(CampaignRecord, campaign_id)
-        if record is None:
-            _fail(f"no campaign {campaign_id}; `promo-engine campaigns list` shows them")
+        record = _campaign_record(app, campaign_id)
         registry = build_registry()
         campaign_type = registry.campaign_type(record.type)
         try:
