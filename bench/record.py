@@ -58,14 +58,24 @@ from bench.processes import cli_command  # noqa: E402
 
 CLIENT_ID = "bench-record"
 ROUNDS, PER_ROUND = 10, 500
+# With --abuse-controls: read and counted on every event, reached by none.
+ABUSE_CONTROLS = """
+---
+risk_policy:
+  per_user_daily: {rewarded_events: 1000000, reward_amount: "100000000.00"}
+  per_device_daily: {rewarded_events: 1000000, reward_amount: "100000000.00", users: 1000}
+  per_user_monthly: {cashback: "100000000.00"}
+"""
 CAMPAIGNS, USERS = 200, 20_000
 
 
 class Bodies:
     """New payment bodies: a random spread merchant (so one discount) and user."""
 
-    def __init__(self, tag: str, campaigns: int, users: int, seed: int = 1):
+    def __init__(self, tag: str, campaigns: int, users: int, seed: int = 1,
+                 devices: bool = False):
         self.tag, self.campaigns, self.users = tag, campaigns, users
+        self.devices = devices  # each user pays from a phone of its own (device_id)
         self.rng = random.Random(seed)
         self.count = 0
         self.occurred = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -75,9 +85,12 @@ class Bodies:
         self.count += 1
         merchant = rng.randrange(self.campaigns) if merchant is None else merchant
         cents = rng.randint(1000, 50000)
-        user_id = f"u_{self.tag}_{rng.randrange(self.users):05d}"
-        return payment_body(f"rec-{self.tag}-{self.count}", user_id,
+        user = rng.randrange(self.users)
+        body = payment_body(f"rec-{self.tag}-{self.count}", f"u_{self.tag}_{user:05d}",
                             spread_merchant(self.tag, merchant), cents, self.occurred)
+        if self.devices:
+            body["device_id"] = f"phone-{self.tag}-{user:05d}"
+        return body
 
 
 class StepClock:
@@ -140,6 +153,10 @@ def parse_args(argv):
     parser.add_argument("--campaigns", type=int, default=CAMPAIGNS)
     parser.add_argument("--users", type=int, default=USERS)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 50, 20 campaigns")
+    parser.add_argument("--abuse-controls", action="store_true",
+                        help="payments carry a device_id and the program has a risk policy "
+                             "no payment reaches: the cost of the device's lock, its counts "
+                             "and the risk counters")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     parser.add_argument("--redis-url", default=REDIS_URL)
     args = parser.parse_args(argv)
@@ -170,8 +187,10 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
     with tempfile.TemporaryDirectory() as workdir:
         run_cli(cli_command() + ["db", "upgrade"], env, Path(workdir), "promo-engine db upgrade")
         campaigns = Path(workdir) / "campaigns.yaml"
-        campaigns.write_text(campaign_yaml(tag, ("spread",), args.campaigns,
-                                           datetime.now(timezone.utc)))
+        documents = campaign_yaml(tag, ("spread",), args.campaigns, datetime.now(timezone.utc))
+        if args.abuse_controls:
+            documents += ABUSE_CONTROLS
+        campaigns.write_text(documents)
         run_cli(cli_command() + ["campaigns", "apply", str(campaigns)], env, Path(workdir),
                 "promo-engine campaigns apply")
     bare_app.init_schema(database.url)
@@ -190,7 +209,7 @@ def run(args, tag: str, database: Database, redis_client, redis_version: str) ->
     app = create_app(Settings.from_env())
     floor_app = bare_app.create_app(database.url)
     service = promo_service(app)
-    bodies = Bodies(tag, args.campaigns, args.users)
+    bodies = Bodies(tag, args.campaigns, args.users, devices=args.abuse_controls)
     burns = record_redemptions.Burns(tag, balances)
     answered = Counter()
 

@@ -55,6 +55,7 @@ def init_portal(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
-    from merchant_portal import errors, program, views  # noqa: F401  (routes, handlers on `bp`)
+    # Their routes and handlers register on `bp`.
+    from merchant_portal import admin_events, errors, holds, program, risk, views  # noqa: F401
     app.register_blueprint(bp)
     app.extensions["portal_error_page"] = errors.error_page

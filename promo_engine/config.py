@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -54,6 +55,11 @@ class Settings:
     point_value: Decimal = Decimal("0.01")
     # Webhooks (promo_engine/webhooks/): hours a delivery is retried before it is failed.
     webhook_retry_hours: int = 24
+    # Privacy (docs/privacy.md): the only event attribute names accepted (None: any), and
+    # the days after which the scheduler purges device ids and other personal details
+    # (None: kept). Attribute names are kept sorted, so two workers state the same list.
+    allowed_attributes: tuple[str, ...] | None = None
+    retention_days: int | None = None
 
     @property
     def minor_digits(self) -> int:
@@ -94,6 +100,8 @@ class Settings:
             point_value=_point_value(env.get("PROMO_POINT_VALUE"),
                                      env.get("PROMO_CURRENCY", "CNY")),
             webhook_retry_hours=_whole_number(env, "PROMO_WEBHOOK_RETRY_HOURS", 24, 1, 720),
+            allowed_attributes=check_allowed_attributes(env.get("PROMO_ALLOWED_ATTRIBUTES")),
+            retention_days=_optional_whole_number(env, "PROMO_RETENTION_DAYS", 1, 36_500),
         )
 
 
@@ -186,6 +194,38 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, lowest: int, 
     if not text.isdigit() or not lowest <= int(text) <= highest:
         raise ConfigError(f"{name}: {text!r} must be a whole number from {lowest} to {highest}")
     return int(text)
+
+
+def _optional_whole_number(env: Mapping[str, str], name: str, lowest: int,
+                           highest: int) -> int | None:
+    """A whole number that may be left unset (None: the feature is off)."""
+    text = env.get(name)
+    if text is None or text.strip() == "":
+        return None
+    return _whole_number(env, name, 0, lowest, highest)
+
+
+# The API's rule for attribute names (api/request_fields.py ATTRIBUTE_NAME): a name it
+# would refuse anyway cannot be allowed.
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def check_allowed_attributes(value: str | None) -> tuple[str, ...] | None:
+    """PROMO_ALLOWED_ATTRIBUTES: comma-separated attribute names, e.g. "segment,tier".
+    Unset: any name is accepted. Set to an empty list: no attribute at all is accepted
+    only when written as "none" (an empty value is taken as unset)."""
+    if value is None or value.strip() == "":
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    names = [name.strip() for name in value.split(",")]
+    for name in names:
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            shown = repr(name) if name else "an empty name"
+            raise ConfigError(f"PROMO_ALLOWED_ATTRIBUTES: {shown} is not an attribute name "
+                              "(1-64 characters of A-Z a-z 0-9 _ . : -, names separated by "
+                              "commas, e.g. segment,tier; none: no attributes)")
+    return tuple(sorted(set(names)))
 
 
 def redis_prefix_from_env(value: str) -> str:

@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Callable
+from zoneinfo import ZoneInfo
 
 from promo_engine.config import Settings
 from promo_engine.core.campaign import Campaign
@@ -63,7 +64,7 @@ class PromoService:
                 clients_channel(settings.redis_prefix): lambda: self.on_clients_changed()})
         self.ledger = Ledger(currency=settings.currency, reservations=self.reservations,
                              replays=replays, policy=LotPolicy.from_settings(settings),
-                             clock=lambda: self.clock())
+                             clock=lambda: self.clock(), zone=ZoneInfo(settings.timezone))
         # Called with (campaign id, campaign type, exception) whenever a campaign is skipped
         # because its plugin raised or is not installed.
         self.on_campaign_error: Callable[[str, str, BaseException], None] | None = None
@@ -143,12 +144,15 @@ class PromoService:
             campaigns = campaign_store.load_open_campaigns(
                 registry=self.registry, currency=self.settings.currency,
                 default_timezone=self.settings.timezone, on_error=self.on_campaign_error)
+            # Applied with the campaigns under the same revision: reloaded with them.
+            risk_policy = campaign_store.stored_risk_policy(currency=self.settings.currency)
             db.session.commit()
             self._engine = RulesEngine.compile(
                 campaigns, self.registry, currency=self.settings.currency,
                 points_per_unit=self.settings.points_per_unit,
                 point_value=self.settings.point_value,
-                minor_digits=self.settings.minor_digits, on_error=self._report_error)
+                minor_digits=self.settings.minor_digits, on_error=self._report_error,
+                risk_policy=risk_policy)
             self._revision = revision
             if self.on_engine_loaded is not None:
                 self.on_engine_loaded(self._engine)

@@ -13,7 +13,8 @@ from promo_engine.config import ConfigError, Settings
 ENV_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROMO_TIMEZONE", "PROMO_CURRENCY",
             "PROMO_POINTS_PER_UNIT", "PROMO_REDIS_PREFIX", "PROMO_RESERVATION_TTL_MS",
             "PROMO_RESERVATION_GRACE_MS", "PROMO_RECONCILE_SECONDS", "PROMO_REPLAY_TTL_SECONDS",
-            "PROMO_API_RATE_LIMIT", "PROMO_AUTH_FAILURE_LIMIT", "PROMO_TRUSTED_PROXIES")
+            "PROMO_API_RATE_LIMIT", "PROMO_AUTH_FAILURE_LIMIT", "PROMO_TRUSTED_PROXIES",
+            "PROMO_ALLOWED_ATTRIBUTES", "PROMO_RETENTION_DAYS")
 
 COMMANDS = [
     ["db", "upgrade"],
@@ -57,6 +58,16 @@ INVALID = [
     ("PROMO_AUTH_FAILURE_LIMIT", "0 per minute",
      "PROMO_AUTH_FAILURE_LIMIT: '0 per minute' is not a rate such as 1000/second or "
      "50 per minute"),
+    ("PROMO_ALLOWED_ATTRIBUTES", "segment, phone number",
+     "PROMO_ALLOWED_ATTRIBUTES: 'phone number' is not an attribute name (1-64 characters "
+     "of A-Z a-z 0-9 _ . : -, names separated by commas, e.g. segment,tier; none: no "
+     "attributes)"),
+    ("PROMO_ALLOWED_ATTRIBUTES", "segment,,tier",
+     "PROMO_ALLOWED_ATTRIBUTES: an empty name is not an attribute name"),
+    ("PROMO_RETENTION_DAYS", "0",
+     "PROMO_RETENTION_DAYS: '0' must be a whole number from 1 to 36500"),
+    ("PROMO_RETENTION_DAYS", "30d",
+     "PROMO_RETENTION_DAYS: '30d' must be a whole number from 1 to 36500"),
 ]
 
 
@@ -89,6 +100,16 @@ def test_settings_from_env_refuses_the_invalid_value(tmp_path, name, value, mess
     env = {"SECRET_KEY": "test-secret-key-0123456789", name: value}
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
         Settings.from_env(env, workdir=tmp_path)
+
+
+def test_privacy_settings(tmp_path):
+    settings = Settings.from_env({}, workdir=tmp_path)
+    assert (settings.allowed_attributes, settings.retention_days) == (None, None)
+    settings = Settings.from_env({"PROMO_ALLOWED_ATTRIBUTES": " tier, segment,tier ",
+                                  "PROMO_RETENTION_DAYS": "180"}, workdir=tmp_path)
+    assert (settings.allowed_attributes, settings.retention_days) == (("segment", "tier"), 180)
+    settings = Settings.from_env({"PROMO_ALLOWED_ATTRIBUTES": "none"}, workdir=tmp_path)
+    assert settings.allowed_attributes == ()
 
 
 def test_defaults(tmp_path):

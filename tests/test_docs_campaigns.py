@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from promo_engine.campaigns.files import load_paths
+from promo_engine.campaigns.risk_policy import (HoldSchema, PerDeviceDailySchema,
+                                                PerUserDailySchema, PerUserMonthlySchema,
+                                                RulesSchema)
 from promo_engine.campaigns.schema import (BudgetSchema, CampaignSchema, ConditionsSchema,
                                            LimitsSchema, UserConditionsSchema, WindowSchema)
 from promo_engine.core.registry import build_registry, get_plugin_manager
@@ -43,7 +46,7 @@ def test_yaml_example(registry, tmp_path, line, body, expected):
     messages = [str(problem) for problem in result.problems]
     if expected is None:
         assert messages == [], f"the example at docs/campaigns.md:{line} should be valid"
-        assert result.campaigns
+        assert result.campaigns or result.risk_policy is not None
     else:
         assert any(expected in problem.message for problem in result.problems), (
             f"the example at docs/campaigns.md:{line} should be rejected with {expected!r}, "
@@ -55,6 +58,21 @@ def test_yaml_example(registry, tmp_path, line, body, expected):
     (BudgetSchema, "budget"), (LimitsSchema, "limits"),
     (UserConditionsSchema, "conditions.user")])
 def test_every_field_is_documented(schema, prefix):
+    assert_documented(schema, prefix)
+
+
+@pytest.mark.parametrize("schema, prefix", [
+    (RulesSchema, ""), (PerUserDailySchema, "per_user_daily"),
+    (PerDeviceDailySchema, "per_device_daily"), (PerUserMonthlySchema, "per_user_monthly"),
+    (HoldSchema, "hold")])
+def test_every_risk_policy_key_is_documented(schema, prefix):
+    section = TEXT.split("## The program's risk policy", 1)[1].split("\n## ", 1)[0]
+    names = [field.data_key or name for name, field in schema._declared_fields.items()]
+    assert [name for name in names if f"`{prefix}.{name}`" not in section
+            and f"`{name}`" not in section] == []
+
+
+def assert_documented(schema, prefix):
     names = [field.data_key or name for name, field in schema._declared_fields.items()]
     missing = [name for name in names
                if f"`{name}`" not in TEXT and f"`{prefix}.{name}`" not in TEXT]

@@ -34,6 +34,7 @@ from sqlalchemy import select
 
 from promo_engine.ledger import webhook_outbox
 from promo_engine.ledger.extensions import db
+from promo_engine.ledger.holds import release_committed, void_committed
 from promo_engine.ledger.models import WebhookDelivery
 from promo_engine.webhooks.retry_schedule import RETRY_DELAYS
 from promo_engine.webhooks.signing import new_secret, signed_headers
@@ -94,10 +95,23 @@ starts_at: 2027-02-05T00:00:00
 ends_at: 2027-02-13T00:00:00
 budget: {amount: "30.00"}
 params: {percent: 15, max_discount: "30.00"}
+---
+id: first-pay-cashback
+name: 150 yuan back on your first payment at m_300
+type: first_activation_bonus
+merchants: [m_300]
+starts_at: 2026-11-01T00:00:00
+ends_at: 2028-01-01T00:00:00
+params: {on: first_payment, cashback: "150.00"}
+---
+risk_policy:
+  hold: {cashback_above: "100.00"}
 """
 APPLIED = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
 SPRING_OPENS = datetime(2027, 2, 4, 16, 0, tzinfo=timezone.utc)  # 5 Feb, 00:00 +08:00
 SPRING_CLOSES = datetime(2027, 2, 12, 16, 0, tzinfo=timezone.utc)  # 13 Feb, 00:00 +08:00
+RELEASED = datetime(2026, 12, 10, 6, 30, tzinfo=timezone.utc)
+VOIDED = datetime(2026, 12, 10, 6, 45, tzinfo=timezone.utc)
 SWEPT = datetime(2027, 12, 4, 16, 0, 7, tzinfo=timezone.utc)  # just after 5 Dec, 00:00 +08:00
 
 
@@ -225,7 +239,7 @@ def run_the_examples_changes(app, tmp_path) -> None:
         loaded = load_paths([path], registry=service.registry, currency="CNY",
                             default_timezone="Asia/Shanghai")
         assert not loaded.problems, [str(p) for p in loaded.problems]
-        apply_campaigns(loaded.campaigns, now=APPLIED)
+        apply_campaigns(loaded.campaigns, now=APPLIED, risk_policy=loaded.risk_policy)
         db.session.commit()
         service.invalidate()
     wallet = new_wallet_client(app)
@@ -254,6 +268,18 @@ def run_the_examples_changes(app, tmp_path) -> None:
     send(event_id="refund-0001", type="refund", user_id="alice",
          occurred_at="2026-12-09T10:00:00+08:00", merchant_id="m_100", amount="28.50",
          currency="CNY", original_event_id="pay-0001")
+    # Bob's and Carol's first payments at m_300 earn a cashback held for review: the bank
+    # releases Bob's and voids Carol's.
+    held = {}
+    for user, event_id, at in (("bob", "pay-0101", "2026-12-10T11:00:00+08:00"),
+                               ("carol", "pay-0102", "2026-12-10T11:30:00+08:00")):
+        rewards = send(**dict(payment(event_id, at, "300.00", merchant_id="m_300"),
+                              user_id=user))["rewards"]
+        [held[user]] = [r["reward_id"] for r in rewards if r.get("held")]
+    with app.app_context():
+        release_committed(db.session, held["bob"], actor="portal:risk@bank.cn", now=RELEASED)
+        void_committed(db.session, held["carol"], actor="portal:risk@bank.cn", now=VOIDED,
+                       reservations=None)
     move_campaigns(SPRING_OPENS)
     send(**payment("pay-0003", "2027-02-06T12:30:00+08:00", "160.00", merchant_id="m_200"))
     move_campaigns(SPRING_CLOSES)

@@ -305,8 +305,11 @@ def test_the_summary_language_from_accept_language(header, language):
     ("channel=in%20store", {"channel": ["must be 1-32 characters of A-Z a-z 0-9 _ . : -"]}),
     ("merchant_id=m%20100", {"merchant_id": ["must be 1-64 characters of A-Z a-z 0-9 _ . : -"]}),
     ("mcc=5812&mcc=5814", {"mcc": ["give it once"]}),
+    ("device_id=d%201", {"device_id": ["must be 1-128 characters of A-Z a-z 0-9 _ . : -"]}),
+    ("device_id=" + "d" * 129, {"device_id": ["must be 1-128 characters of A-Z a-z 0-9 _ . : -"]}),
+    ("device_id=d_1&device_id=d_2", {"device_id": ["give it once"]}),
     ("merchant=m_100&mcc=12", {"merchant": ["is not a parameter of this endpoint; known: "
-                                            "merchant_id, mcc, channel, amount"],
+                                            "merchant_id, mcc, channel, amount, device_id"],
                                "mcc": ["must be 4 digits"]}),
 ])
 def test_bad_query_parameters_are_422_naming_the_field(wallet, query, fields):

@@ -148,6 +148,7 @@ PARAMETERS = {
         "channel": ["qr", "c" * 32, "c" * 33, "", "in store", "qr\n"],
         "amount": ["0.01", "50", "10.00", "0001.50", "1000000000", "1000000000.00", "0", "0.00",
                    "abc", "10.005", ".5", "10.", "1000000000.01", "-5", "1e3", " 1", "NaN", ""],
+        "device_id": ["d", "d" * 128, "a.b:c_D-9", "d" * 129, "", "dev 1", "dev\n", "\u00e9"],
     },
 }
 BODIES = {("post", "/v1/events"): {**PAYMENT_FIELDS, **REFUND_FIELDS, **REDEMPTION_FIELDS},

@@ -9,8 +9,8 @@ from flask import current_app, jsonify
 
 from promo_engine import __version__
 from promo_engine.api import bp
-from promo_engine.api.request_fields import (ATTRIBUTE_NAMES, CHANNEL_PATTERN, ID_PATTERN,
-                                             MCC_PATTERN)
+from promo_engine.api.request_fields import (ATTRIBUTE_NAMES, CHANNEL_PATTERN,
+                                             DEVICE_ID_PATTERN, ID_PATTERN, MCC_PATTERN)
 from promo_engine.api.offers import OFFER_PARAMETERS
 from promo_engine.api.response_schemas import (CampaignsResponseSchema, ErrorSchema,
                                                EventResponseSchema, OffersResponseSchema,
@@ -60,7 +60,7 @@ def _errors(*statuses: int) -> dict:
     return responses
 
 
-def _complete(doc: dict, currency: str) -> None:
+def _complete(doc: dict, currency: str, allowed_attributes=None) -> None:
     """What apispec cannot say from the fields: money in responses has exactly the
     currency's minor digits (negative in reversals); attribute names are identifiers."""
     schemas = doc["components"]["schemas"]
@@ -73,10 +73,14 @@ def _complete(doc: dict, currency: str) -> None:
             properties[name]["pattern"] = amount_pattern(currency, exact=True)
         properties["currency"]["enum"] = [currency]
     for request in ("EventRequest", "QuoteRequest"):
-        schemas[request]["properties"]["attributes"]["propertyNames"] = ATTRIBUTE_NAMES
+        names = dict(ATTRIBUTE_NAMES)
+        if allowed_attributes is not None:  # PROMO_ALLOWED_ATTRIBUTES
+            names["enum"] = sorted(allowed_attributes)
+        schemas[request]["properties"]["attributes"]["propertyNames"] = names
 
 
-def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01")) -> dict:
+def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"),
+               allowed_attributes=None) -> dict:
     spec = APISpec(title="promo-engine wallet API", version=__version__, openapi_version="3.1.0",
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Signed JSON API for the wallet backend. Every /v1/ "
@@ -163,7 +167,9 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
             "that do not hold the user out, and whose conditions the user's history and the "
             "parameters given satisfy; a condition on a value not given is not judged. Any "
             "parameter given narrows the list to what a payment with those values can earn "
-            "(points exchanges and activation bonuses drop out). The summaries are in the "
+            "(points exchanges and activation bonuses drop out). A user or device on the "
+            "denylist gets no offers; with a risk policy in force, offers the policy would "
+            "refuse now are left out. The summaries are in the "
             "language of the Accept-Language header: zh or en, default en. Query parameters "
             "other than " + ", ".join(OFFER_PARAMETERS) + " get 422."),
         "security": SIGNED,
@@ -182,7 +188,13 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
             {"name": "amount", "in": "query", "required": False,
              "description": "the payment's amount, written as in an event: campaigns whose "
                             "min_amount it does not reach drop out",
-             "schema": {"type": "string", "pattern": amount_pattern(currency)}}],
+             "schema": {"type": "string", "pattern": amount_pattern(currency)}},
+            {"name": "device_id", "in": "query", "required": False,
+             "description": "the device the user will pay with, as in an event: campaigns "
+                            "whose per_device or per_device_daily limit it used up drop out "
+                            "(and count in uses_left), and the denylist and the risk "
+                            "policy judge it; without it, device limits are not judged",
+             "schema": {"type": "string", "pattern": DEVICE_ID_PATTERN}}],
         "responses": {"200": {"description": "the offers, highest priority first",
                               "content": json_of("OffersResponse")},
                       **_errors(404, 422, *SIGNED_ERRORS)}}})
@@ -203,7 +215,7 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
         "responses": {"200": {"description": "OpenAPI 3.1 document",
                               "content": {"application/json": {"schema": {"type": "object"}}}}}}})
     doc = spec.to_dict()
-    _complete(doc, currency)
+    _complete(doc, currency, allowed_attributes)
     return doc
 
 
@@ -214,5 +226,5 @@ def openapi_json():
     if cached is None:
         cached = current_app.extensions["promo_openapi"] = build_spec(
             service.registry.event_types, service.settings.currency,
-            service.settings.point_value)
+            service.settings.point_value, service.settings.allowed_attributes)
     return jsonify(cached)

@@ -30,6 +30,8 @@ def request_schema(service, *, quote: bool = False) -> EventRequestSchema:
         schema = schemas[quote] = schema_class(event_types=service.registry.event_types,
                                                currency=service.settings.currency,
                                                point_value=service.settings.point_value,
+                                               allowed_attributes=service.settings
+                                               .allowed_attributes,
                                                now=lambda: service.clock())
     return schema
 

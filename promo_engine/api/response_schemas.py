@@ -58,6 +58,12 @@ class RewardSchema(Schema):
     reason = fields.String(validate=validate.OneOf(REASONS), metadata={
         "description": "a movement of points that is not a campaign's reward: spent "
                        "(a redemption or points paying), returned (a spend given back)"})
+    held = fields.Boolean(validate=validate.Equal(True), metadata={
+        "description": "an extension of the reward shape: present (always true) only on a "
+                       "campaign cashback the program's risk policy holds for review (above "
+                       "its hold.cashback_above). The reward is granted and counted, but the "
+                       "wallet should not pay it out until the reward.released webhook; "
+                       "reward.voided reverses it instead"})
 
 
 class EventResponseSchema(Schema):
@@ -72,9 +78,7 @@ class ExplainedSchema(Schema):
     name = fields.String(required=True)
     applied = fields.Boolean(required=True)
     reason = fields.String(required=True, validate=validate.OneOf(EXPLAIN_REASONS), metadata={
-        "description": "stable code: applied, not_at_merchant, out_of_window, "
-                       "condition_failed, limit_reached, held_out, budget_exhausted, "
-                       "blocked_by_exclusive, beaten_by_multiplier, no_reward"})
+        "description": "stable code: " + ", ".join(EXPLAIN_REASONS)})
     detail = fields.String(required=True, metadata={
         "description": "for people, in English; names the condition, limit or campaign "
                        "(may be reworded between versions)"})
@@ -160,8 +164,10 @@ class OfferSchema(Schema):
     uses_left = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1),
                                metadata={"description": "what the user's per_user and "
                                                         "per_user_daily limits leave (today, "
-                                                        "in the campaign's zone); null: no "
-                                                        "per-user limit"})
+                                                        "in the campaign's zone), and with "
+                                                        "device_id given the device's "
+                                                        "per_device and per_device_daily, the "
+                                                        "smallest; null: no such limit"})
     cost_points = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1),
                                  metadata={"description": "points_exchange campaigns: the "
                                                           "points a redemption spends; null "

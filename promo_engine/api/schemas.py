@@ -100,11 +100,15 @@ class EventRequestSchema(Schema):
     quote = False
 
     def __init__(self, *, event_types, currency: str, now=None,
-                 point_value: Decimal = Decimal("0.01"), **kwargs):
+                 point_value: Decimal = Decimal("0.01"),
+                 allowed_attributes: tuple[str, ...] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.event_types = event_types
         self.program_currency = currency
         self.point_value = point_value
+        # PROMO_ALLOWED_ATTRIBUTES (docs/privacy.md): None accepts any attribute name.
+        self.allowed_attributes = (None if allowed_attributes is None
+                                   else frozenset(allowed_attributes))
         self.now = now or (lambda: datetime.now(timezone.utc))
         self._describe_program()
 
@@ -179,6 +183,7 @@ class EventRequestSchema(Schema):
             errors["original_event_id"] = ["is only for refund and cancel events"]
         self._check_kind_fields(kind, given, errors)
         self._check_points_paying(data, given, errors)
+        self._check_attribute_names(original_data, errors)
         if errors:
             raise ValidationError(errors)
 
@@ -247,6 +252,20 @@ class EventRequestSchema(Schema):
                  f"{money.format_amount(worth, currency)} {currency}, the amount is "
                  f"{money.format_amount(total, currency)}")
 
+    def _check_attribute_names(self, original_data, errors: dict) -> None:
+        """Data minimisation: an attribute name outside PROMO_ALLOWED_ATTRIBUTES is refused
+        (422 naming `attributes.NAME`), so personal data sent by mistake is never recorded.
+        Read from the body as sent: a name refused for its value too is still named."""
+        if self.allowed_attributes is None or not isinstance(original_data, dict):
+            return
+        given = original_data.get("attributes")
+        if not isinstance(given, dict):
+            return
+        refused = {name: [not_allowed_message(self.allowed_attributes)]
+                   for name in given if name not in self.allowed_attributes}
+        if refused:
+            errors["attributes"] = refused
+
     def _amount_problem(self, text: str) -> str | None:
         """What is wrong with an amount: the pattern decides, parse_amount says why."""
         try:
@@ -280,6 +299,22 @@ class QuoteRequestSchema(EventRequestSchema):
 
     quote = True
     event_id = identifier(metadata={"description": "optional; echoed back"})
+
+
+def not_allowed_message(allowed) -> str:
+    if not allowed:
+        return "is not accepted: this program accepts no attributes"
+    return f"is not accepted: this program accepts only {', '.join(sorted(allowed))}"
+
+
+def disallowed_attributes(body, allowed) -> list[str]:
+    """The attribute names of a request body that PROMO_ALLOWED_ATTRIBUTES refuses."""
+    if allowed is None or not isinstance(body, dict):
+        return []
+    given = body.get("attributes")
+    if not isinstance(given, dict):
+        return []
+    return [name for name in given if name not in allowed]
 
 
 def _type_in(types: list[str]) -> dict:

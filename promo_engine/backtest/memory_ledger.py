@@ -26,7 +26,8 @@ class UserHistory:
     event (`Simulator` checks that it has every field, and copies when it has not)."""
 
     __slots__ = ("user_id", "activations", "payments", "points_balance", "campaign_uses",
-                 "daily_uses", "last_payment_at", "counted")
+                 "daily_uses", "last_payment_at", "counted", "device_uses", "device_daily_uses",
+                 "denied", "risk")
 
     def __init__(self, user_id: str):
         self.user_id = user_id
@@ -38,6 +39,12 @@ class UserHistory:
         self.last_payment_at: datetime | None = None  # occurred_at of the last payment
         # campaign id -> the user's rewards of it not fully reversed (the result's `users`)
         self.counted: dict[str, int] | None = None
+        # The event's device and risk counters, set before each event (`Simulator._prepare`):
+        # the engine reads them with the user's counters, as the ledger hands them over.
+        self.device_uses: dict[str, int] = {}
+        self.device_daily_uses: dict[tuple[str, date], int] = {}
+        self.denied = False  # the back-test has no denylist
+        self.risk = None
 
     def forget_old_days(self, utc_day: date) -> None:
         """Let go of daily uses no later event can ask for: the ledger reads only the
@@ -52,14 +59,16 @@ class Kept:
     back from its event and reward rows then."""
 
     __slots__ = ("user_id", "is_payment", "amount_minor", "refunded_minor", "rewards",
-                 "cancelled")
+                 "cancelled", "device_id")
 
-    def __init__(self, user_id: str, is_payment: bool, amount_minor: int):
+    def __init__(self, user_id: str, is_payment: bool, amount_minor: int,
+                 device_id: str | None = None):
         self.user_id = user_id
+        self.device_id = device_id  # whose uses a full refund or a cancel gives back
         self.is_payment = is_payment  # else a redemption
         self.amount_minor = amount_minor
         self.refunded_minor = 0
-        # [role, campaign id or None, is points, value, local day, reversed so far]
+        # [role, campaign id or None, is points, value, local day, reversed so far, held]
         self.rewards: list[list] = []
         self.cancelled = False
 
@@ -101,7 +110,7 @@ class MemoryGate:
 class CampaignTally:
     """One campaign's figures so far, net of reversals, in total and per local day."""
 
-    __slots__ = ("compiled", "zone", "rewards", "users", "cost", "points", "days")
+    __slots__ = ("compiled", "zone", "rewards", "users", "cost", "points", "days", "held")
 
     def __init__(self, compiled: CompiledCampaign):
         self.compiled = compiled
@@ -111,6 +120,8 @@ class CampaignTally:
         self.cost = 0  # money rewards, in minor units
         self.points = 0
         self.days: dict[date, list[int]] = {}  # local day -> [rewards, cost, points]
+        # rewards the risk policy held for review, of those in `rewards` (net of reversals)
+        self.held = 0
 
     def granted(self, user: UserHistory, campaign_id: str, is_points: bool, value: int,
                 day: date) -> None:

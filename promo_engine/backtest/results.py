@@ -31,6 +31,7 @@ class CampaignResult:
     max_redemptions: int | None
     budget_exhausted_at: datetime | None   # aware, in the campaign's zone
     days: list[CampaignDay]   # ascending
+    held: int = 0             # of `rewards`, those the risk policy held for review
 
 
 @dataclass
@@ -45,3 +46,4 @@ class SimulationResult:
     totals_points: int
     first_day: date | None    # of the events (program timezone)
     last_day: date | None
+    holds: bool = False       # a risk policy that holds rewards was simulated

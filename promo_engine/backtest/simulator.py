@@ -12,6 +12,10 @@ spending points (burns, exchanges, `redeem_points`) and cancels. An event the se
 refuse (a refund of an unknown payment, too few points, ...) is refused here with the
 service's message.
 
+Devices' uses (`limits.per_device`) and the risk policy's counters and holds are kept as the
+ledger keeps them (`memory_risk.py`); held rewards count as granted, as the service's do
+until an admin decides. There is no denylist in a back-test.
+
 Each campaign counts as open over its own [starts_at, ends_at), whatever its status.
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ from promo_engine.api.requests import canonical_body_hash
 from promo_engine.backtest.events_file import EventsFile, FileProblem
 from promo_engine.backtest.memory_ledger import (BASE, GRANT, SPENT, CampaignTally, Kept,
                                                  MemoryGate, UserHistory, reward_value)
+from promo_engine.backtest.memory_risk import NO_USES, DeviceHistory, MemoryRisk
 from promo_engine.backtest.results import CampaignDay, CampaignResult, SimulationResult
 from promo_engine.core import money
 from promo_engine.core.campaign import Campaign
@@ -33,6 +38,7 @@ from promo_engine.core.campaign_type import UserState
 from promo_engine.core.engine import RulesEngine
 from promo_engine.core.event import ACTIVATION, CANCEL, PAYMENT, REDEMPTION, REFUND, Event
 from promo_engine.core.registry import Registry
+from promo_engine.core.risk import RiskPolicy
 from promo_engine.ledger.outcomes import LedgerError
 from promo_engine.ledger.reversal_math import refund_share, reversal_delta
 
@@ -43,15 +49,20 @@ _AS_STATE = set(_STATE_FIELDS) <= set(UserHistory.__slots__)
 
 class Simulator:
     def __init__(self, campaigns: Iterable[Campaign], registry: Registry, *, currency: str,
-                 points_per_unit: Decimal, point_value: Decimal, timezone: str):
+                 points_per_unit: Decimal, point_value: Decimal, timezone: str,
+                 risk_policy: RiskPolicy | None = None):
         self.currency = currency
         self.minor_digits = money.minor_digits(currency)
         self.zone = ZoneInfo(timezone)
         self.engine = RulesEngine.compile(
             campaigns, registry, currency=currency, points_per_unit=points_per_unit,
-            point_value=point_value, minor_digits=self.minor_digits)
+            point_value=point_value, minor_digits=self.minor_digits, risk_policy=risk_policy)
         self.gate = MemoryGate(self.minor_digits)
         self.users: dict[str, UserHistory] = {}
+        self.devices: dict[str, DeviceHistory] = {}
+        # The counters only matter to a policy in force (the ledger writes them anyway).
+        self.risk = (MemoryRisk(self.zone, self.minor_digits)
+                     if self.engine.risk is not None else None)
         self.kept: dict[str, Kept] = {}  # payments and redemptions later lines name
         self.tallies = {campaign_id: CampaignTally(compiled)
                         for campaign_id, compiled in self.engine.campaigns.items()}
@@ -142,15 +153,32 @@ class Simulator:
         return UserState(**{name: getattr(user, name) for name in _STATE_FIELDS
                             if hasattr(user, name)})
 
+    def _prepare(self, event: Event, user: UserHistory) -> DeviceHistory | None:
+        """Hand the user the event's device uses and risk counters, as the ledger reads
+        them under the device's lock; the event's device (None without a device_id)."""
+        device_id = event.device_id
+        device = None
+        if device_id is None:
+            user.device_uses = user.device_daily_uses = NO_USES
+        else:
+            device = self.devices.get(device_id)
+            if device is None:
+                device = self.devices[device_id] = DeviceHistory()
+            user.device_uses, user.device_daily_uses = device.uses, device.daily_uses
+        if self.risk is not None:
+            user.risk = self.risk.counters(event, device)
+        return device
+
     def _grants(self, event: Event) -> None:
         """A payment, activation or plugin event (`ledger/grants.py`)."""
         user = self._user(event.user_id)
+        device = self._prepare(event, user)
         gate = self.gate
         gate.at = event.occurred_at
         decision = self.engine.evaluate(event, self._state(event, user), gate)
         kept = self._keep(event)
         if decision.grants:
-            self._book(event, user, decision.grants, kept)
+            self._book(event, user, decision.grants, kept, device)
         self._count(event, user)
 
     def _keep(self, event: Event) -> Kept | None:
@@ -158,7 +186,8 @@ class Simulator:
         if event.event_id not in self.referenced or event.type not in (PAYMENT, REDEMPTION):
             return None
         amount = money.to_minor(event.amount, self.currency) if event.amount is not None else 0
-        kept = self.kept[event.event_id] = Kept(event.user_id, event.type == PAYMENT, amount)
+        kept = self.kept[event.event_id] = Kept(event.user_id, event.type == PAYMENT, amount,
+                                                event.device_id)
         return kept
 
     @staticmethod
@@ -170,10 +199,13 @@ class Simulator:
         elif event.type == ACTIVATION:
             user.activations += 1
 
-    def _book(self, event: Event, user: UserHistory, grants, kept: Kept | None) -> None:
-        """The decision's rewards: the balance, the user's uses of each campaign, and the
-        campaign's figures."""
+    def _book(self, event: Event, user: UserHistory, grants, kept: Kept | None,
+              device: DeviceHistory | None) -> None:
+        """The decision's rewards: the balance, the user's and the device's uses of each
+        campaign, the risk counters, and the campaign's figures."""
         minor_digits = self.minor_digits
+        if self.risk is not None:
+            self.risk.count(event, grants, device)
         for grant in grants:
             reward = grant.reward
             is_points, value = reward_value(reward, minor_digits)
@@ -183,7 +215,7 @@ class Simulator:
             if campaign is None:  # base points
                 self.base_points += value
                 if kept is not None:
-                    kept.rewards.append([BASE, None, True, value, None, 0])
+                    kept.rewards.append([BASE, None, True, value, None, 0, False])
                 continue
             campaign_id, local_day = campaign.id, grant.local_day
             user.campaign_uses[campaign_id] = user.campaign_uses.get(campaign_id, 0) + 1
@@ -193,9 +225,15 @@ class Simulator:
                 daily = user.daily_uses
             key = (campaign_id, local_day)
             daily[key] = daily.get(key, 0) + 1
-            self.tallies[campaign_id].granted(user, campaign_id, is_points, value, local_day)
+            if device is not None:
+                device.used(campaign_id, local_day, event.occurred_at.date())
+            tally = self.tallies[campaign_id]
+            tally.granted(user, campaign_id, is_points, value, local_day)
+            if grant.held:
+                tally.held += 1
             if kept is not None:
-                kept.rewards.append([GRANT, campaign_id, is_points, value, local_day, 0])
+                kept.rewards.append([GRANT, campaign_id, is_points, value, local_day, 0,
+                                     grant.held])
 
     # -- refunds and cancels --------------------------------------------------------------
 
@@ -215,7 +253,7 @@ class Simulator:
             self.currency)
         kept.refunded_minor = refunded
         for entry in kept.rewards:
-            role, campaign_id, is_points, value, local_day, so_far = entry
+            role, campaign_id, is_points, value, local_day, so_far, held = entry
             delta = reversal_delta(value, share, so_far)
             if delta:
                 entry[5] = so_far - delta
@@ -225,18 +263,25 @@ class Simulator:
                     self.base_points -= delta
                 elif role == GRANT:
                     self.gate.give_back(campaign_id, delta, 0)
-                    self.tallies[campaign_id].reversed(user, campaign_id, is_points, delta,
-                                                       event.occurred_at, value == delta - so_far)
+                    whole = value == delta - so_far
+                    tally = self.tallies[campaign_id]
+                    tally.reversed(user, campaign_id, is_points, delta, event.occurred_at, whole)
+                    if whole and held:
+                        tally.held -= 1
             if role == GRANT and full:
-                self._free(user, campaign_id, local_day)
+                self._free(user, campaign_id, local_day, kept.device_id)
 
-    def _free(self, user: UserHistory, campaign_id: str, local_day) -> None:
-        """`refunds.free_limits`: the reward no longer counts against any limit."""
+    def _free(self, user: UserHistory, campaign_id: str, local_day,
+              device_id: str | None) -> None:
+        """`refunds.free_limits`: the reward no longer counts against any limit (the
+        device's of the event it was granted for included)."""
         self.gate.give_back(campaign_id, 0, 1)
         user.campaign_uses[campaign_id] = user.campaign_uses.get(campaign_id, 0) - 1
         key = (campaign_id, local_day)
         if key in user.daily_uses:
             user.daily_uses[key] -= 1
+        if device_id is not None:
+            self.devices[device_id].freed(campaign_id, local_day)
 
     def _cancel(self, event: Event) -> None:
         """`ledger/cancels.py`: a redemption undone whole."""
@@ -252,14 +297,16 @@ class Simulator:
                               f"redemption {event.original_event_id} was already cancelled",
                               field="original_event_id")
         kept.cancelled = True
-        for role, campaign_id, is_points, value, local_day, _ in kept.rewards:
+        for role, campaign_id, is_points, value, local_day, _, held in kept.rewards:
             if is_points:
                 user.points_balance -= value
             if role == GRANT:
-                self._free(user, campaign_id, local_day)
+                self._free(user, campaign_id, local_day, kept.device_id)
                 self.gate.give_back(campaign_id, value, 0)
-                self.tallies[campaign_id].reversed(user, campaign_id, is_points, value,
-                                                   event.occurred_at, True)
+                tally = self.tallies[campaign_id]
+                tally.reversed(user, campaign_id, is_points, value, event.occurred_at, True)
+                if held:
+                    tally.held -= 1
 
     # -- spending points ------------------------------------------------------------------
 
@@ -270,6 +317,7 @@ class Simulator:
         user = self.users.get(event.user_id)
         if user is None:  # kept only once the event is recorded
             user = UserHistory(event.user_id)
+        device = self._prepare(event, user)
         state = self._state(event, user)
         exchange, points, field_name = None, 0, "points"
         if event.type == REDEMPTION:
@@ -311,9 +359,9 @@ class Simulator:
             user.points_balance -= points
             if kept is not None:
                 kept.rewards.append([SPENT, exchange.id if exchange is not None else None,
-                                     True, -points, None, 0])
+                                     True, -points, None, 0, False])
         if grants:
-            self._book(event, user, grants, kept)
+            self._book(event, user, grants, kept, device)
         self._count(event, user)
 
     def _why_full(self, exchange) -> str:
@@ -338,7 +386,8 @@ class Simulator:
                                              for c in campaigns), self.currency),
             totals_points=sum(c.points for c in campaigns),
             first_day=self.first_at.astimezone(self.zone).date() if self.first_at else None,
-            last_day=self.last_at.astimezone(self.zone).date() if self.last_at else None)
+            last_day=self.last_at.astimezone(self.zone).date() if self.last_at else None,
+            holds=self.engine.risk is not None and self.engine.risk.hold_above is not None)
 
     def _campaign_result(self, tally: CampaignTally) -> CampaignResult:
         compiled = tally.compiled
@@ -358,4 +407,4 @@ class Simulator:
                 budget.points if budget.points is not None else budget.amount),
             max_redemptions=campaign.limits.max_redemptions,
             budget_exhausted_at=None if exhausted is None else exhausted.astimezone(tally.zone),
-            days=days)
+            days=days, held=tally.held)

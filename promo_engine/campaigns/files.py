@@ -3,6 +3,9 @@
 Files are read with YAML 1.2 rules (`on:` is a string key, `from: 10:00` the string
 "10:00"), one campaign per document, several documents per file with `---`. Every problem
 in every file is collected, so one run shows them all; nothing here raises for any input.
+
+A document whose top-level key is `risk_policy` is the program's risk policy
+(`risk_policy.py`), not a campaign: at most one in all the files read together.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
+from promo_engine.campaigns.risk_policy import (KEY as POLICY_KEY, LoadedRiskPolicy,
+                                                is_policy_document, read_policy)
 from promo_engine.campaigns.schema import ID_PATTERN, load_campaign
 from promo_engine.campaigns.schema_errors import CampaignInvalid, flatten_messages, format_path
 from promo_engine.campaigns.spec import canonical_spec, spec_hash
@@ -59,6 +64,7 @@ class LoadResult:
     campaigns: list[LoadedCampaign] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # every campaign file read
+    risk_policy: LoadedRiskPolicy | None = None  # the risk policy document, when given
 
     @property
     def ok(self) -> bool:
@@ -73,10 +79,15 @@ def load_paths(paths: Iterable[str | os.PathLike], *, registry, currency: str,
     result = LoadResult()
     files = _campaign_files(paths, result.problems)
     first_seen: dict[str, tuple[str, int]] = {}
+    policy_seen: list[tuple[str, int]] = []
     for path in files:
         result.files.append(path)
         problems: list[Problem] = []
         for document, line in _documents(path, problems):
+            if is_policy_document(document):
+                _load_policy(document, line, path, problems, result, policy_seen,
+                             currency=currency)
+                continue
             _load_document(document, line, path, problems, result.campaigns, first_seen,
                            registry=registry, currency=currency,
                            default_timezone=default_timezone)
@@ -268,6 +279,29 @@ def _load_document(document, line: int, path: str, problems: list[Problem],
         return
     if not duplicate:
         loaded.append(LoadedCampaign(campaign=campaign, spec=spec, path=path, line=line))
+
+
+def _load_policy(document, line: int, path: str, problems: list[Problem], result: LoadResult,
+                 policy_seen: list[tuple[str, int]], *, currency: str) -> None:
+    """The risk policy document; a second one anywhere is an error at its key, even when
+    the first did not validate: which of two policies was meant cannot be guessed."""
+    key_line = locate(document, line, (POLICY_KEY,))
+    if policy_seen:
+        first_path, first_line = policy_seen[0]
+        problems.append(Problem(path, key_line, "a second risk_policy document: the program "
+                                                "has one risk policy, first defined at "
+                                                f"{first_path}:{first_line}"))
+        return
+    policy_seen.append((path, key_line))
+    try:
+        result.risk_policy = read_policy(document, currency=currency, path=path, line=line)
+    except CampaignInvalid as exc:
+        for field_path, message in flatten_messages(exc.messages):
+            problems.append(Problem(path, locate(document, line, field_path),
+                                    f"{format_path(field_path)}: {message}" if field_path
+                                    else message))
+    except Exception as exc:  # values JSON cannot hold
+        problems.append(Problem(path, line, f"this risk policy cannot be stored: {exc}"))
 
 
 def _kind(value) -> str:

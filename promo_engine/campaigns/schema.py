@@ -148,6 +148,8 @@ class LimitsSchema(StrictSchema):
     per_user = _count()
     per_user_daily = _count()
     max_redemptions = _count()
+    per_device = _count()
+    per_device_daily = _count()
 
     @post_load
     def make_limits(self, data, **kwargs):

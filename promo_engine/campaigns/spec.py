@@ -19,10 +19,17 @@ def canonical_spec(document: Mapping, default_timezone: str) -> dict:
     """A JSON-ready copy of a (valid) document with `timezone` filled in, which
     `load_campaign` turns into the same campaign; raises TypeError for values JSON cannot
     hold (binary, sets, tagged scalars)."""
+    spec = plain_document(document)
+    spec.setdefault("timezone", default_timezone)
+    return spec
+
+
+def plain_document(document: Mapping) -> dict:
+    """A JSON-ready copy of a document as written (the risk policy's stored form); raises
+    TypeError for values JSON cannot hold."""
     spec = _plain(document)
     if not isinstance(spec, dict):
         raise TypeError("a campaign document must be a mapping")
-    spec.setdefault("timezone", default_timezone)
     return spec
 
 

@@ -4,6 +4,9 @@
 campaigns revision in `ProgramState` goes up whenever anything changed, which is how
 workers learn to reload. Status is scheduled -> open -> closed by time; `paused` is a
 person's decision that an apply leaves alone; `retired` means removed from the files.
+
+The risk policy document, when given, is stored with the campaigns in the same transaction
+(one row, id 1) and goes up the same revision, so every worker reloads both together.
 """
 from __future__ import annotations
 
@@ -15,19 +18,25 @@ from typing import Sequence
 from sqlalchemy import select
 
 from promo_engine.campaigns.files import LoadedCampaign
+from promo_engine.campaigns.risk_policy import LoadedRiskPolicy, load_risk_policy
 from promo_engine.campaigns.lifecycle import (OPEN, PAUSED, RETIRED, bump_revision, record_audit,
                                               status_at)
 from promo_engine.campaigns.schema import load_campaign
 from promo_engine.campaigns.spec import spec_hash
 from promo_engine.core.campaign import Campaign
+from promo_engine.core.risk import RiskPolicy
 from promo_engine.ledger.database import run_in_transaction
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import CampaignRecord, CampaignUsage, ProgramState, utcnow
 from promo_engine.ledger.program_state import lock_program_state
+from promo_engine.ledger.risk_models import RiskPolicyRecord
 
 log = logging.getLogger(__name__)
 
 SOURCE_YAML = "yaml"
+POLICY_ROW = 1
+# What became of the stored risk policy (`ApplyReport.risk_policy`); None: not touched.
+CREATED, UPDATED, UNCHANGED, REMOVED = "created", "updated", "unchanged", "removed"
 
 
 class ApplyError(Exception):
@@ -40,32 +49,40 @@ class ApplyReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
+    risk_policy: str | None = None  # CREATED, UPDATED, UNCHANGED, REMOVED or None
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.updated or self.retired)
+        return bool(self.created or self.updated or self.retired) or \
+            self.risk_policy in (CREATED, UPDATED, REMOVED)
 
 
 def apply_campaigns(loaded: Sequence[LoadedCampaign], *, prune: bool = False,
                     dry_run: bool = False, now: datetime | None = None,
-                    actor: str = "cli") -> ApplyReport:
+                    actor: str = "cli",
+                    risk_policy: LoadedRiskPolicy | None = None) -> ApplyReport:
     """Create or update each campaign by id in one transaction; `prune` retires the YAML
-    campaigns that are not given; `dry_run` reports what would happen and writes nothing."""
+    campaigns that are not given (and removes the stored risk policy when `risk_policy` is
+    None); `dry_run` reports what would happen and writes nothing."""
     ids = [item.campaign.id for item in loaded]
     if len(set(ids)) != len(ids):
         raise ApplyError("the same campaign id is given twice")
     now = now or utcnow()
     session = db.session
+
+    def work():
+        return _apply(session, loaded, prune, now, actor, risk_policy)
+
     if dry_run:
         try:
-            return _apply(session, loaded, prune, now, actor)
+            return work()
         finally:
             session.rollback()
-    return run_in_transaction(session, lambda: _apply(session, loaded, prune, now, actor))
+    return run_in_transaction(session, work)
 
 
 def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime,
-           actor: str) -> ApplyReport:
+           actor: str, risk_policy: LoadedRiskPolicy | None) -> ApplyReport:
     lock_program_state(session)
     ids = [item.campaign.id for item in loaded]
     # Locked, so that a pause from the portal meanwhile is seen rather than overwritten.
@@ -118,10 +135,50 @@ def _apply(session, loaded: Sequence[LoadedCampaign], prune: bool, now: datetime
             record.updated_at = now
             report.retired.append(record.id)
 
+    report.risk_policy = _apply_policy(session, risk_policy, prune, now)
     if report.changed:
         bump_revision(session)
     session.flush()
     return report
+
+
+def _apply_policy(session, loaded: LoadedRiskPolicy | None, prune: bool,
+                  now: datetime) -> str | None:
+    """Store the policy document in its one row (under the program state's lock, taken
+    first); without one, `prune` removes the stored policy and otherwise it stays."""
+    record = session.get(RiskPolicyRecord, POLICY_ROW, with_for_update=True)
+    if loaded is None:
+        if not prune or record is None:
+            return None
+        session.delete(record)
+        return REMOVED
+    digest = loaded.spec_hash
+    if record is None:
+        session.add(RiskPolicyRecord(id=POLICY_ROW, spec=loaded.spec, spec_hash=digest,
+                                     updated_at=now))
+        return CREATED
+    if record.spec_hash == digest:
+        return UNCHANGED
+    record.spec = loaded.spec
+    record.spec_hash = digest
+    record.updated_at = now
+    return UPDATED
+
+
+def stored_risk_policy(*, currency: str) -> RiskPolicy | None:
+    """The risk policy in force, or None. One that no longer loads (the currency was
+    changed to one with fewer decimals, say) is logged and not enforced, as a campaign
+    whose stored spec does not load is skipped; `campaigns validate` on its file says why."""
+    spec = db.session.scalar(select(RiskPolicyRecord.spec)
+                             .where(RiskPolicyRecord.id == POLICY_ROW))
+    if spec is None:
+        return None
+    try:
+        return load_risk_policy(spec, currency=currency)
+    except Exception as exc:
+        log.error("the stored risk policy does not load (%s); no risk policy is enforced "
+                  "until it is applied again", exc)
+        return None
 
 
 def _budget_unit(spec: dict) -> str | None:

@@ -30,5 +30,6 @@ def main() -> None:
 
 
 from promo_engine.cli import (campaigns, clients, consume, db, demo_data, events,  # noqa: E402,F401
-                              portal_accounts, program_report, reconcile, report, scheduler,
-                              serve, simulate, webhooks)
+                              portal_accounts, program_report, reconcile, report, risk, scheduler,
+                              serve, simulate, users, webhooks)
+from promo_engine.cli import denylist, holds  # noqa: E402,F401

@@ -42,9 +42,10 @@ def validate(paths: tuple[str, ...]) -> None:
     if result.problems:
         _print_problems(result.problems)
         sys.exit(1)
-    click.echo(f"{_count(len(result.campaigns), 'campaign')} in "
+    policy = " and the risk policy" if result.risk_policy is not None else ""
+    click.echo(f"{_count(len(result.campaigns), 'campaign')}{policy} in "
                f"{_count(len(result.files), 'file')} "
-               f"{'is' if len(result.campaigns) == 1 else 'are'} valid")
+               f"{'is' if len(result.campaigns) == 1 and not policy else 'are'} valid")
 
 
 @campaigns.command()
@@ -84,12 +85,15 @@ def apply(paths: tuple[str, ...], dry_run: bool, prune: bool) -> None:
                 if dry_run and not _schema_exists(settings.database_url, db.engine):
                     # An empty database: everything would be created, and even creating
                     # the schema would be a write.
-                    report = ApplyReport(created=[c.campaign.id for c in result.campaigns])
+                    report = ApplyReport(created=[c.campaign.id for c in result.campaigns],
+                                         risk_policy=None if result.risk_policy is None
+                                         else "created")
                 else:
                     if not dry_run:
                         upgrade(settings.database_url)
                     report = apply_campaigns(result.campaigns, prune=prune, dry_run=dry_run,
-                                             now=_clock(), actor=operator())
+                                             now=_clock(), actor=operator(),
+                                             risk_policy=result.risk_policy)
             finally:
                 db.session.remove()
                 db.engine.dispose()
@@ -108,6 +112,8 @@ def apply(paths: tuple[str, ...], dry_run: bool, prune: bool) -> None:
         click.echo(f"{actions[loaded.campaign.id]} {loaded.campaign.id}")
     for campaign_id in report.retired:
         click.echo(f"retired {campaign_id}")
+    if report.risk_policy is not None:
+        click.echo(f"risk policy: {report.risk_policy}")
     summary = (f"{len(report.created)} created, {len(report.updated)} updated, "
                f"{len(report.unchanged)} unchanged")
     if prune:

@@ -34,7 +34,8 @@ def simulate(paths: tuple[str, ...], events_path: str, as_json: bool, html_path:
     """Back-test the campaigns in PATHS on the events of FILE, in memory.
 
     Each campaign counts as open over its own dates, whatever its status; limits, budgets,
-    refunds and first-payment bonuses work as in the service.
+    refunds and first-payment bonuses work as in the service, and so does a risk_policy
+    document in PATHS (held rewards count as granted). There is no denylist here.
     """
     from promo_engine.backtest.events_file import FileProblem
     from promo_engine.backtest.report_html import write_report
@@ -52,7 +53,8 @@ def simulate(paths: tuple[str, ...], events_path: str, as_json: bool, html_path:
     try:
         _check_readable(events_path)
         result = _run([item.campaign for item in loaded.campaigns], registry, settings,
-                      events_path, skip_invalid)
+                      events_path, skip_invalid,
+                      None if loaded.risk_policy is None else loaded.risk_policy.policy)
     except FileProblem as problem:
         click.echo(str(problem), err=True)
         sys.exit(1)
@@ -89,14 +91,16 @@ def _settings():
     return Settings.from_env(environ)
 
 
-def _run(campaign_list, registry, settings, events_path: str, skip_invalid: bool):
+def _run(campaign_list, registry, settings, events_path: str, skip_invalid: bool,
+         risk_policy=None):
     from promo_engine.backtest.event_lines import LineReader
     from promo_engine.backtest.events_file import EventsFile
     from promo_engine.backtest.simulator import Simulator
 
     simulator = Simulator(campaign_list, registry, currency=settings.currency,
                           points_per_unit=settings.points_per_unit,
-                          point_value=settings.point_value, timezone=settings.timezone)
+                          point_value=settings.point_value, timezone=settings.timezone,
+                          risk_policy=risk_policy)
     reader = LineReader(event_types=registry.event_types, currency=settings.currency,
                         point_value=settings.point_value)
     events_file = EventsFile(events_path, reader)
@@ -134,18 +138,25 @@ class _Advance:
 # -- output ------------------------------------------------------------------------------
 
 def result_json(result) -> dict:
-    """The `--json` object, exactly as the contract writes it."""
+    """The `--json` object, exactly as the contract writes it; with a risk policy that
+    holds rewards, each campaign also gives `held` (a documented extension: the key is
+    absent otherwise, so the contract's object is unchanged)."""
     def amount(value: Decimal) -> str:
         from promo_engine.core.money import format_amount
         return format_amount(value, result.currency)
 
+    def campaign(c) -> dict:
+        figures = {"campaign_id": c.campaign_id, "rewards": c.rewards, "users": c.users,
+                   "cost": amount(c.cost), "points": c.points,
+                   "budget_exhausted_at": (c.budget_exhausted_at.isoformat()
+                                           if c.budget_exhausted_at else None)}
+        if result.holds:
+            figures["held"] = c.held
+        return figures
+
     return {
         "events": result.events, "skipped": result.skipped, "base_points": result.base_points,
-        "campaigns": [{"campaign_id": c.campaign_id, "rewards": c.rewards, "users": c.users,
-                       "cost": amount(c.cost), "points": c.points,
-                       "budget_exhausted_at": (c.budget_exhausted_at.isoformat()
-                                               if c.budget_exhausted_at else None)}
-                      for c in result.campaigns],
+        "campaigns": [campaign(c) for c in result.campaigns],
         "totals": {"rewards": result.totals_rewards, "cost": amount(result.totals_cost),
                    "points": result.totals_points}}
 
@@ -189,4 +200,8 @@ def result_text(result) -> str:
     span = (f", {result.first_day} to {result.last_day}" if result.first_day else "")
     lines.append(f"{result.events} events{span}; {result.skipped} lines skipped; "
                  f"{result.base_points} base points")
+    if result.holds:
+        held = sum(c.held for c in result.campaigns)
+        lines.append(f"{held} reward{'' if held == 1 else 's'} held for review by the risk "
+                     "policy (counted above as granted)")
     return "\n".join(lines)

@@ -42,9 +42,11 @@ from sqlalchemy.exc import DataError
 
 from promo_engine.api.errors import UNAVAILABLE_ERRORS, ApiError
 from promo_engine.api.recording import record_event_body
-from promo_engine.api.requests import parse_json
+from promo_engine.api.requests import canonical_json, parse_json
+from promo_engine.api.schemas import disallowed_attributes
 from promo_engine.config import MAX_BODY_BYTES
 from promo_engine.consumer.options import ConsumerOptions
+from promo_engine.consumer.trimming import TRIM_INTERVAL_SECONDS, trim_streams
 from promo_engine.coordination.reservations import NotReady
 from promo_engine.ledger.outcomes import Recorded
 from promo_engine.metrics import metrics
@@ -165,6 +167,7 @@ class StreamConsumer:
         self._claim_from = b"0-0"
         self._claim_due = clock()
         self._failures: Counter = Counter()  # message id -> unexpected errors so far
+        self._trim_due = clock()  # the streams' retention (trimming.py), from the start
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -182,9 +185,28 @@ class StreamConsumer:
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
                 continue
             pause = FIRST_PAUSE_SECONDS
+            self._trim_if_due()
             if self._clock() >= progress_due:
                 log.info("%s: %s", self.options.consumer, self.stats.summary())
                 progress_due = self._clock() + PROGRESS_SECONDS
+
+    def _trim_if_due(self) -> None:
+        """With PROMO_RETENTION_DAYS, trim the streams about hourly (consumer/trimming.py);
+        a failure is logged and left to the next hour."""
+        days = self.service.settings.retention_days
+        if days is None or self._clock() < self._trim_due:
+            return
+        self._trim_due = self._clock() + TRIM_INTERVAL_SECONDS
+        try:
+            trimmed = trim_streams(self.redis, self.options, retention_days=days,
+                                   now_ms=int(time.time() * 1000))
+        except redis.RedisError as exc:
+            log.warning("%s: trimming the streams failed (%s); trying again in an hour",
+                        self.options.consumer, _first_line(exc))
+            return
+        if any(trimmed.values()):
+            log.info("%s: retention (%d days): trimmed %s", self.options.consumer, days,
+                     ", ".join(f"{n} from {name}" for name, n in trimmed.items() if n))
 
     def step(self, stop: threading.Event | None = None) -> int:
         """One round: read a batch (own pending messages first, then messages claimed from
@@ -373,6 +395,13 @@ class StreamConsumer:
         log.warning("%s: message %s dead-lettered to %s: %s: %s", self.options.consumer,
                     source_id, self.options.dead_letters, rejected.code, rejected.message)
         error = rejected.error_json()
+        refused = disallowed_attributes(body, self.service.settings.allowed_attributes)
+        if refused:
+            # Data minimisation: attributes refused as not allowed are not kept in the dead
+            # letter either (their names are, in the error); the rest of the event is.
+            kept = {name: value for name, value in body["attributes"].items()
+                    if name not in refused}
+            fields = {**fields, EVENT_FIELD: canonical_json({**body, "attributes": kept})}
         dead_letter = {**fields, b"source_id": source_id,
                        b"consumer": self.options.consumer, b"error": error}
         result = {b"source_id": source_id, b"status": str(rejected.status), b"body": error}

@@ -61,6 +61,10 @@ class Limits:
     per_user: int | None = None
     per_user_daily: int | None = None
     max_redemptions: int | None = None
+    # Like per_user and per_user_daily, counted per device_id; an event without one is
+    # neither counted nor limited by them.
+    per_device: int | None = None
+    per_device_daily: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from marshmallow import Schema
 from promo_engine.core.campaign import Campaign
 from promo_engine.core.event import Event
 from promo_engine.core.rewards import Reward
+from promo_engine.core.risk import RiskCounters
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,13 @@ class UserState:
     daily_uses: Mapping[tuple[str, date], int] = field(default_factory=dict)
     # the latest occurred_at of those payments (aware); None: the user never paid
     last_payment_at: datetime | None = None
+    # The event's device (`device_id`), as the counts of the user's: campaign id -> its
+    # rewards on the device not fully refunded, and (campaign id, local day) -> that day's.
+    device_uses: Mapping[str, int] = field(default_factory=dict)
+    device_daily_uses: Mapping[tuple[str, date], int] = field(default_factory=dict)
+    denied: bool = False  # the user or the event's device is on the denylist
+    # What the program's risk policy counts (`core/risk.py`); None: nothing counted yet
+    risk: Optional["RiskCounters"] = None
 
 
 class EvaluationContext(NamedTuple):

@@ -22,6 +22,8 @@ CONDITIONS_NOT_MET = "the campaign's conditions are not met"
 USER_HISTORY_NOT_MATCHED = "the user's history does not match the campaign's conditions"
 HELD_OUT = "the user is held out of this campaign (its control group)"
 USER_LIMIT_REACHED = "the user's limit for this campaign is reached"
+DEVICE_LIMIT_REACHED = "the device's limit for this campaign is reached"
+DENIED = "the user or the device is on the denylist"
 NO_REWARD_NOW = "the campaign gives no reward for this event"
 
 
@@ -30,7 +32,8 @@ class CompiledCampaign:
 
     __slots__ = ("campaign", "id", "evaluate", "triggers", "starts_at", "ends_at", "zone",
                  "windows", "window_spans", "min_amount", "mcc", "channels", "attributes",
-                 "has_conditions", "per_user", "per_user_daily", "priority", "exclusive",
+                 "has_conditions", "per_user", "per_user_daily", "per_device",
+                 "per_device_daily", "priority", "exclusive",
                  "sort_key", "budget_limit", "max_redemptions", "cost_points", "user_conditions",
                  "holdout", "targeted", "user_checked")
 
@@ -57,13 +60,16 @@ class CompiledCampaign:
                                or self.channels is not None or bool(self.attributes))
         self.per_user = campaign.limits.per_user
         self.per_user_daily = campaign.limits.per_user_daily
+        self.per_device = campaign.limits.per_device
+        self.per_device_daily = campaign.limits.per_device_daily
         self.user_conditions = conditions.user  # None: the user's history does not matter
         self.holdout = campaign.holdout
         self.targeted = self.user_conditions is not None or self.holdout > 0
         # One test in the hot loop for everything about the user (limits, history, holdout):
         # a campaign with none of them pays nothing for them.
         self.user_checked = (self.per_user is not None or self.per_user_daily is not None
-                             or self.targeted)
+                             or self.per_device is not None
+                             or self.per_device_daily is not None or self.targeted)
         self.max_redemptions = campaign.limits.max_redemptions
         self.cost_points = cost_points  # a number: an exchange (see CampaignType.cost_points)
         budget = campaign.budget
@@ -102,6 +108,8 @@ class CompiledCampaign:
             return HELD_OUT
         if self.user_limit_reached(user, local_day):
             return USER_LIMIT_REACHED
+        if event.device_id is not None and self.device_limit_reached(user, local_day):
+            return DEVICE_LIMIT_REACHED
         try:
             reward = self.evaluate(context)
         except Exception:  # the engine reports a raising evaluator; this only explains
@@ -128,6 +136,15 @@ class CompiledCampaign:
             return True
         return self.per_user_daily is not None and \
             user.daily_uses.get((self.id, local_day), 0) >= self.per_user_daily
+
+    def device_limit_reached(self, user: UserState, local_day: date) -> bool:
+        """Whether the event's device has no room left in per_device or per_device_daily
+        (asked only of an event with a device_id: one without is not limited by them)."""
+        if self.per_device is not None and \
+                user.device_uses.get(self.id, 0) >= self.per_device:
+            return True
+        return self.per_device_daily is not None and \
+            user.device_daily_uses.get((self.id, local_day), 0) >= self.per_device_daily
 
     def conditions_hold(self, event: Event) -> bool:
         if self.min_amount is not None and (event.amount is None or event.amount < self.min_amount):

@@ -18,10 +18,11 @@ from typing import Callable, Iterable, NamedTuple, Protocol
 
 from promo_engine.core.campaign import Campaign
 from promo_engine.core.campaign_type import EvaluationContext, UserState
-from promo_engine.core.compiled import CompiledCampaign
+from promo_engine.core.compiled import DENIED, CompiledCampaign
 from promo_engine.core.event import PAYMENT, Event
 from promo_engine.core.registry import Registry
 from promo_engine.core.rewards import DISCOUNT, Reward, points_reward
+from promo_engine.core.risk import NO_COUNTS, CompiledRiskPolicy, RiskPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Grant(NamedTuple):
     reward: Reward
     campaign: Campaign | None  # None for base points
     local_day: date | None  # the event's calendar day in the campaign's timezone
+    held: bool = False  # the risk policy holds it for an admin's review (`core/risk.py`)
 
 
 class Decision(NamedTuple):
@@ -76,13 +78,19 @@ class RulesEngine:
 
     `point_value` is the money one point is worth when a payment's `redeem_points` pay part
     of it: that part earns no base points and leaves less for campaign discounts.
+
+    `risk_policy`: the program's caps across campaigns and its holds (`core/risk.py`).
     """
 
     def __init__(self, campaigns: Iterable[CompiledCampaign], *, currency: str,
                  points_per_unit: Decimal, minor_digits: int = 2,
                  on_error: ErrorHook = _log_error,
-                 point_value: Decimal = DEFAULT_POINT_VALUE):
+                 point_value: Decimal = DEFAULT_POINT_VALUE,
+                 risk_policy: RiskPolicy | None = None):
         self.currency = currency
+        self.risk_policy = risk_policy
+        self.risk = (CompiledRiskPolicy(risk_policy, minor_digits)
+                     if risk_policy is not None and not risk_policy.is_empty else None)
         self.points_per_unit = points_per_unit
         self.point_value = point_value
         self.minor_digits = minor_digits
@@ -124,7 +132,8 @@ class RulesEngine:
     def compile(cls, campaigns: Iterable[Campaign], registry: Registry, *, currency: str,
                 points_per_unit: Decimal, minor_digits: int = 2,
                 on_error: ErrorHook = _log_error,
-                point_value: Decimal = DEFAULT_POINT_VALUE) -> "RulesEngine":
+                point_value: Decimal = DEFAULT_POINT_VALUE,
+                risk_policy: RiskPolicy | None = None) -> "RulesEngine":
         """Compile each campaign once; a type that fails to compile skips only its campaign."""
         compiled = []
         for campaign in campaigns:
@@ -145,7 +154,8 @@ class RulesEngine:
             compiled.append(CompiledCampaign(campaign, evaluate, triggers, minor_digits,
                                              cost_points))
         return cls(compiled, currency=currency, points_per_unit=points_per_unit,
-                   minor_digits=minor_digits, on_error=on_error, point_value=point_value)
+                   minor_digits=minor_digits, on_error=on_error, point_value=point_value,
+                   risk_policy=risk_policy)
 
     def __len__(self) -> int:
         return len(self.campaigns)
@@ -196,14 +206,21 @@ class RulesEngine:
         taken off before the campaigns (the discounts of the vouchers it uses): campaign
         discounts, like it, only take what is left after it and the points discount."""
         base = self.base_points(event)
-        proposals = self._proposals(event, user, base)
+        proposals = self._proposals(event, user, base) if not user.denied else None
         if not proposals:
             return self._plain_decision(base)
+        risk = self.risk
+        if risk is not None:
+            gate = self._risk_gate(risk, event, user, gate)
+            if gate is False:
+                return self._plain_decision(base)
         grants: list[Grant] = [self._base_grant(base)] if base else []
         payable = event.amount
         if payable is not None and (discounted or event.redeem_points):
             payable = payable - self.points_discount(event) - discounted
         self._apply(proposals, gate, grants, payable)
+        if risk is not None and risk.hold_above is not None:
+            _mark_held(risk, grants)
         return _new(Decision, (tuple(grants), base))
 
     def evaluate_traced(self, event: Event, user: UserState, gate: Gate | None = None, *,
@@ -212,15 +229,41 @@ class RulesEngine:
         priority order, for `core/explain.py`. The same steps as `evaluate`, kept apart so
         that the hot path pays nothing for explanations."""
         base = self.base_points(event)
-        proposals = self._proposals(event, user, base)
+        proposals = self._proposals(event, user, base) if not user.denied else None
         if not proposals:
             return self._plain_decision(base), ()
+        risk = self.risk
+        if risk is not None:
+            gate = self._risk_gate(risk, event, user, gate)
+            if gate is False:
+                return self._plain_decision(base), tuple(proposals)
         grants: list[Grant] = [self._base_grant(base)] if base else []
         payable = event.amount
         if payable is not None and (discounted or event.redeem_points):
             payable = payable - self.points_discount(event) - discounted
         self._apply(proposals, gate, grants, payable)
+        if risk is not None and risk.hold_above is not None:
+            _mark_held(risk, grants)
         return _new(Decision, (tuple(grants), base)), tuple(proposals)
+
+    def risk_refusal(self, event: Event, user: UserState) -> str | None:
+        """Why the program's denylist or risk policy lets the event earn no campaign
+        reward at all, or None (for explanations and the API's messages)."""
+        if user.denied:
+            return DENIED
+        if self.risk is None:
+            return None
+        return self.risk.refusal(user.risk or NO_COUNTS, event.device_id is not None)
+
+    @staticmethod
+    def _risk_gate(risk: CompiledRiskPolicy, event: Event, user: UserState, gate):
+        """The gate to evaluate with under the risk policy; False when the policy lets the
+        event earn no campaign reward at all."""
+        counters = user.risk or NO_COUNTS
+        has_device = event.device_id is not None
+        if risk.refusal(counters, has_device) is not None:
+            return False
+        return risk.gate(gate, counters, has_device) or gate
 
     def unavailable_reason(self, event: Event, user: UserState) -> str | None:
         """Why the exchange a redemption names does not apply to it now, in words for the
@@ -236,6 +279,9 @@ class RulesEngine:
             return f"campaign {campaign_id} is not open"
         if event.type not in compiled.triggers:
             return f"campaign {campaign_id} does not apply to a {event.type} event"
+        refusal = self.risk_refusal(event, user)
+        if refusal is not None:
+            return refusal
         return compiled.unavailable_reason(
             EvaluationContext(event=event, user=user, base_points=self.base_points(event)))
 
@@ -306,6 +352,10 @@ class RulesEngine:
                 if compiled.per_user_daily is not None and \
                         user.daily_uses.get((compiled.id, local_day), 0) >= compiled.per_user_daily:
                     continue
+                if event.device_id is not None and \
+                        (compiled.per_device is not None or compiled.per_device_daily is not None) \
+                        and compiled.device_limit_reached(user, local_day):
+                    continue
                 # Last: the holdout hashes. A campaign that targets a user it does not
                 # reward is skipped as one whose conditions fail: lower ones still apply.
                 if compiled.targeted and not compiled.targets(user, occurred_at):
@@ -368,7 +418,7 @@ class RulesEngine:
                 payable -= reward.amount
             elif gate is not None and not gate.reserve(compiled, reward, local_day):
                 continue
-            granted.append(_new(Grant, (reward, compiled.campaign, local_day)))
+            granted.append(_new(Grant, (reward, compiled.campaign, local_day, False)))
             if compiled.exclusive:
                 blocked_below = compiled.priority
         for proposal in deferred:
@@ -396,11 +446,18 @@ def _insert_in_priority_order(granted: list[Grant], compiled: CompiledCampaign,
     granted.append(grant)
 
 
+def _mark_held(risk: CompiledRiskPolicy, grants: list[Grant]) -> None:
+    """The grants the risk policy holds for review, marked in place."""
+    for position, grant in enumerate(grants):
+        if grant.campaign is not None and risk.holds(grant.reward):
+            grants[position] = grant._replace(held=True)
+
+
 def _settle_group(members, gate: Gate | None):
     """The member with the highest rank (then priority) whose reward fits, or None."""
     if len(members) > 1:
         members = sorted(members, key=_by_rank)
     for member, reward, local_day in members:
         if gate is None or gate.reserve(member, reward, local_day):
-            return member, _new(Grant, (reward, member.campaign, local_day))
+            return member, _new(Grant, (reward, member.campaign, local_day, False))
     return None

@@ -6,7 +6,11 @@ is `RulesEngine.evaluate_traced` (the same proposals and `_apply` as every event
 is wrapped only to note what it refused, and a campaign that made no proposal is asked the
 hot loop's questions again one by one, in the hot loop's order, so the first one that fails
 is the one that stopped it. Exclusivity and stacking groups are read from the decision.
-The hot path is untouched: nothing here runs unless an explanation is asked for.
+The program's abuse controls are explained the same way: a denied user or device stops
+every campaign (the engine asks nothing else), the risk policy's refusal stops every
+campaign that proposed a reward, and its money caps are told apart from the ledger's gate
+by asking them again (`_risk_capped`). The hot path is untouched: nothing here runs unless
+an explanation is asked for.
 
 Reason codes are stable (clients and support tools switch on them); `detail` is English
 text for people and may be reworded.
@@ -21,20 +25,25 @@ from promo_engine.core.campaign_type import EvaluationContext, UserState
 from promo_engine.core.compiled import CompiledCampaign, attribute_text
 from promo_engine.core.engine import Decision, Gate, RulesEngine
 from promo_engine.core.event import Event
-from promo_engine.core.rewards import DISCOUNT, Reward
+from promo_engine.core.rewards import CASHBACK, DISCOUNT, MONEY_KINDS, Reward
+from promo_engine.core.risk import NO_COUNTS, CompiledRiskPolicy
 
 APPLIED = "applied"
 NOT_AT_MERCHANT = "not_at_merchant"
 OUT_OF_WINDOW = "out_of_window"
 CONDITION_FAILED = "condition_failed"
 LIMIT_REACHED = "limit_reached"
+DEVICE_LIMIT_REACHED = "device_limit_reached"
 HELD_OUT = "held_out"
 BUDGET_EXHAUSTED = "budget_exhausted"
 BLOCKED_BY_EXCLUSIVE = "blocked_by_exclusive"
 BEATEN_BY_MULTIPLIER = "beaten_by_multiplier"
 NO_REWARD = "no_reward"
-REASONS = (APPLIED, NOT_AT_MERCHANT, OUT_OF_WINDOW, CONDITION_FAILED, LIMIT_REACHED, HELD_OUT,
-           BUDGET_EXHAUSTED, BLOCKED_BY_EXCLUSIVE, BEATEN_BY_MULTIPLIER, NO_REWARD)
+DENYLISTED = "denylisted"  # the user or the event's device is on the denylist
+RISK_LIMIT_REACHED = "risk_limit_reached"  # the program's risk policy (`core/risk.py`)
+REASONS = (APPLIED, NOT_AT_MERCHANT, OUT_OF_WINDOW, CONDITION_FAILED, LIMIT_REACHED,
+           DEVICE_LIMIT_REACHED, HELD_OUT, BUDGET_EXHAUSTED, BLOCKED_BY_EXCLUSIVE,
+           BEATEN_BY_MULTIPLIER, NO_REWARD, DENYLISTED, RISK_LIMIT_REACHED)
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -53,13 +62,16 @@ class Explained(NamedTuple):
 
 class _RecordingGate:
     """Passes every question to the real gate (or says yes without one, as the engine
-    does) and notes the campaigns it refused."""
+    does) and notes the campaigns it was asked about and those it refused. The risk
+    policy's money caps wrap it: what they refuse never reaches it."""
 
     def __init__(self, gate: Gate | None):
         self.gate = gate
+        self.asked: set[str] = set()
         self.refused: set[str] = set()
 
     def reserve(self, campaign: CompiledCampaign, reward: Reward, local_day: date) -> bool:
+        self.asked.add(campaign.id)
         if self.gate is None or self.gate.reserve(campaign, reward, local_day):
             return True
         self.refused.add(campaign.id)
@@ -73,7 +85,8 @@ def explain_evaluation(engine: RulesEngine, event: Event, user: UserState,
     candidate campaign in priority order, whether it applied and why (see `candidates`)."""
     recording = _RecordingGate(gate)
     decision, proposals = engine.evaluate_traced(event, user, recording, discounted=discounted)
-    granted = {grant.campaign.id for grant in decision.grants if grant.campaign is not None}
+    granted = {grant.campaign.id: grant for grant in decision.grants
+               if grant.campaign is not None}
     proposed = {compiled.id: (compiled, reward) for compiled, reward, _ in proposals}
     by_id = {compiled.id: compiled for compiled, _, _ in proposals}
     # The exclusive campaign that applied first blocks every proposal of lower priority.
@@ -83,14 +96,25 @@ def explain_evaluation(engine: RulesEngine, event: Event, user: UserState,
     for compiled, reward, _ in proposals:
         if reward.stacking_group is not None and compiled.id in granted:
             winners[reward.stacking_group] = compiled
+    # Why the program lets the event earn no campaign reward at all (denylist, risk policy)
+    refusal = engine.risk_refusal(event, user)
+    capped = {} if refusal is not None else _risk_capped(
+        engine, event, user, decision, proposals, recording, blocker, discounted)
     explained = []
     for compiled in candidates(engine, event):
         campaign = compiled.campaign
         if compiled.id in granted:
-            reason, detail = APPLIED, "applied"
+            reason, detail = APPLIED, _applied_detail(engine.risk, granted[compiled.id])
+        elif user.denied:  # the engine asks nothing else of a denied user or device
+            reason, detail = DENYLISTED, refusal
         elif compiled.id in proposed:
-            reason, detail = _refusal(compiled, proposed[compiled.id][1], recording.refused,
-                                      blocker, winners)
+            if refusal is not None:
+                reason, detail = RISK_LIMIT_REACHED, refusal
+            elif compiled.id in capped:
+                reason, detail = RISK_LIMIT_REACHED, capped[compiled.id]
+            else:
+                reason, detail = _refusal(compiled, proposed[compiled.id][1],
+                                          recording.refused, blocker, winners)
         else:
             reason, detail = _why_not(compiled, event, user, engine.base_points(event))
         explained.append(Explained(compiled.id, campaign.name, reason == APPLIED, reason,
@@ -107,6 +131,73 @@ def candidates(engine: RulesEngine, event: Event) -> list[CompiledCampaign]:
     return sorted((c for c in engine.campaigns.values()
                    if not c.is_exchange and event.type in c.triggers),
                   key=lambda c: c.sort_key)
+
+
+def _applied_detail(risk: CompiledRiskPolicy | None, grant) -> str:
+    if not grant.held:
+        return "applied"
+    return (f"applied, held for review: cashback above the risk policy's "
+            f"{risk.hold_above}")
+
+
+def _risk_capped(engine: RulesEngine, event: Event, user: UserState, decision: Decision,
+                 proposals, recording: _RecordingGate, blocker: CompiledCampaign | None,
+                 discounted: Decimal) -> dict[str, str]:
+    """The campaigns whose money reward the risk policy's money caps refused, with which
+    cap: `RulesEngine._apply`'s money steps asked of the caps again, in its order, with the
+    rewards it granted taken off what the caps leave. A reward the caps let through was
+    asked of the ledger's gate (`recording.asked`); one never asked was refused by them,
+    unless it was a discount that found nothing left of the payment."""
+    risk = engine.risk
+    if risk is None:
+        return {}
+    has_device = event.device_id is not None
+    caps = risk.gate(None, user.risk or NO_COUNTS, has_device)
+    if caps is None:
+        return {}
+    granted = {g.campaign.id: g.reward for g in decision.grants if g.campaign is not None}
+    payable = event.amount
+    if payable is not None and (discounted or event.redeem_points):
+        payable = payable - engine.points_discount(event) - discounted
+    capped = {}
+    for compiled, reward, local_day in proposals:
+        if blocker is not None and compiled.priority < blocker.priority:
+            break
+        if reward.stacking_group is not None or reward.kind not in MONEY_KINDS:
+            continue  # groups are points multipliers: never capped as money
+        if compiled.id in granted:
+            reward = granted[compiled.id]
+            caps.reserve(compiled, reward, local_day)
+            if reward.kind == DISCOUNT:
+                payable -= reward.amount
+            continue
+        if compiled.id in recording.asked:
+            continue  # the caps let it through; the ledger's gate refused it
+        if reward.kind == DISCOUNT:
+            if payable <= 0:
+                continue
+            reward = reward._replace(amount=min(reward.amount, payable))
+        detail = _cap_refusing(risk, caps, reward)
+        if detail is not None:
+            capped[compiled.id] = detail
+    return capped
+
+
+def _cap_refusing(risk: CompiledRiskPolicy, caps, reward: Reward) -> str | None:
+    """Which of the caps has no room for the reward (in `RiskGate.reserve`'s order)."""
+    cost = int(reward.amount.scaleb(risk.minor_digits))
+    policy = risk.policy
+    if caps.user_left is not None and cost > caps.user_left:
+        return (f"the user's campaign rewards today would exceed the risk policy's "
+                f"{policy.user_daily_reward_amount}")
+    if caps.device_left is not None and cost > caps.device_left:
+        return (f"the device's campaign rewards today would exceed the risk policy's "
+                f"{policy.device_daily_reward_amount}")
+    if reward.kind == CASHBACK and caps.cashback_left is not None and \
+            cost > caps.cashback_left:
+        return (f"the user's cashback this month would exceed the risk policy's "
+                f"{policy.user_monthly_cashback}")
+    return None
 
 
 def _refusal(compiled: CompiledCampaign, reward: Reward, refused: set[str],
@@ -133,8 +224,9 @@ def _refusal(compiled: CompiledCampaign, reward: Reward, refused: set[str],
 def _why_not(compiled: CompiledCampaign, event: Event, user: UserState,
              base_points: int) -> tuple[str, str]:
     """Why a candidate made no proposal: the hot loop's checks (`RulesEngine._proposals`)
-    asked again in its order (merchant scope, dates, conditions, hours, limits, history,
-    holdout, the type's evaluator); the first that fails is what stopped it."""
+    asked again in its order (merchant scope, dates, conditions, hours, the user's limits,
+    the device's, history, holdout, the type's evaluator); the first that fails is what
+    stopped it."""
     merchants = compiled.campaign.merchants
     if event.campaign_id is None and merchants is not None and event.merchant_id not in merchants:
         where = ", ".join(sorted(merchants))
@@ -160,6 +252,17 @@ def _why_not(compiled: CompiledCampaign, event: Event, user: UserState,
     if compiled.per_user_daily is not None and used_today >= compiled.per_user_daily:
         return LIMIT_REACHED, (f"per_user_daily: {used_today} of {compiled.per_user_daily} "
                                f"used on {local_day.isoformat()}")
+    if event.device_id is not None:  # an event without a device is not limited by it
+        on_device = user.device_uses.get(compiled.id, 0)
+        if compiled.per_device is not None and on_device >= compiled.per_device:
+            return DEVICE_LIMIT_REACHED, (f"per_device: {on_device} of {compiled.per_device} "
+                                          f"used on device {event.device_id}")
+        on_device_today = user.device_daily_uses.get((compiled.id, local_day), 0)
+        if compiled.per_device_daily is not None and \
+                on_device_today >= compiled.per_device_daily:
+            return DEVICE_LIMIT_REACHED, (
+                f"per_device_daily: {on_device_today} of {compiled.per_device_daily} used "
+                f"on device {event.device_id} on {local_day.isoformat()}")
     failed = _failed_history(compiled, user, occurred_at)
     if failed is not None:
         return CONDITION_FAILED, failed

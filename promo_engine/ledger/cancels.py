@@ -3,8 +3,9 @@
 The points it spent go back to the lots they came from (a lot past its expiry gets them
 too, and the scheduler expires them again), the voucher it gave is voided (one already used
 refuses the cancel) or its cashback reversed, and the exchange campaign's budget, stock and
-the user's limits are freed, as a full refund frees a payment's. Like a refund it goes
-through the ORM session: the redemption's rows are read back under the user's lock.
+the user's and the redemption's device's limits are freed, as a full refund frees a
+payment's. Like a refund it goes through the ORM session: the redemption's rows are read
+back under the user's lock.
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from promo_engine.coordination.reservations import Request, Reservation, Reserva
 from promo_engine.core.event import REDEMPTION, Event
 from promo_engine.core.rewards import POINTS
 from promo_engine.ledger import lots, vouchers
+from promo_engine.ledger.abuse_counts import lock_device
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import (CampaignUsage, EventRecord, RewardRecord,
                                         UserRecord, utcnow)
 from promo_engine.ledger.outcomes import LedgerError
-from promo_engine.ledger.refunds import (free_limits, reverse_points, reversal_row,
-                                         stored_reward_json)
+from promo_engine.ledger.refunds import (close_holds, free_limits, reverse_points,
+                                         reversal_row, stored_reward_json)
 from promo_engine.ledger.responses import dumps
 
 
@@ -30,7 +32,7 @@ def record_cancel(client_id: str, event: Event, request_hash: str, *,
     record = EventRecord(client_id=client_id, event_id=event.event_id, type=event.type,
                          user_id=event.user_id, occurred_at=event.occurred_at,
                          refunded_minor=0, request_hash=request_hash, response="",
-                         created_at=now)
+                         created_at=now, device_id=event.device_id)
     db.session.add(record)
     db.session.flush()  # takes the (client_id, event_id) unique slot now
     user = db.session.execute(select(UserRecord).where(UserRecord.user_id == event.user_id)
@@ -49,6 +51,10 @@ def record_cancel(client_id: str, event: Event, request_hash: str, *,
                           f"redemption {event.original_event_id} was already cancelled",
                           field="original_event_id")
     redemption.cancelled_by_pk = record.id
+    if redemption.device_id is not None:
+        # The redemption's device, locked before any usage row as every event locks it
+        # (`abuse_counts.py`): its uses of the exchange are freed below.
+        lock_device(db.session.connection(), redemption.device_id, now)
     # What came due goes first (expired lots leave, pending ones become available), so the
     # answer's points_balance is the user's at this instant. Points given back below to a
     # lot already past its expiry stay until the next sweep expires them again.
@@ -67,13 +73,15 @@ def record_cancel(client_id: str, event: Event, request_hash: str, *,
             reverse_points(original, row, user, now)
         if original.campaign_id is not None and original.reason is None:
             # the exchange's reward: free what it took
-            free_limits(original, event.user_id, reservations)
+            free_limits(original, event.user_id, reservations,
+                        device_id=redemption.device_id)
             if reservations is None:
                 db.session.execute(
                     update(CampaignUsage).where(CampaignUsage.campaign_id == original.campaign_id)
                     .values(spent=CampaignUsage.spent - value)
                     .execution_options(synchronize_session=False))
             returns.append(Request(original.campaign_id, -value, -1, None, None))
+    close_holds([r.id for r in given], by=f"cancel:{event.event_id}", now=now)
     if returns and reservations is not None:
         held.append(reservations.intend_refund(returns))
     record.response = dumps({"event_id": event.event_id,

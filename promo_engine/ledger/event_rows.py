@@ -31,6 +31,10 @@ class EventRows:
     lots: list[dict] = field(default_factory=list)  # `lots.new_lots`, keyed by reward_id
     vouchers: list[dict] = field(default_factory=list)  # a row per voucher granted
     bodies: list[dict] = field(default_factory=list)  # the response's rewards (webhooks)
+    # What a rewarded event adds to the device's uses and the risk counters
+    # (`abuse_counts.AbuseCounts`); None when no campaign rewarded it.
+    counts: object = None
+    held: list[str] = field(default_factory=list)  # reward_ids the risk policy held
 
 
 def use_counts(uses: list[tuple[str, date]]) -> tuple[Counter, Counter]:

@@ -14,11 +14,14 @@ and psycopg's work per statement, which together cost more than the evaluation i
   (SQLite, and any database without the pipeline), one statement per table.
 
 Both take the same locks in the same order and write the same rows: the suite runs the
-whole contract against each.
+whole contract against each. An event that names a device also locks the device's row after
+the user's and reads its uses; where a risk policy is in force the risk counters are read
+too; a rewarded event adds to both (`abuse_counts.py`). An event with neither device nor
+policy reads nothing more; a rewarded one writes its counts in the same round trip.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 
 from sqlalchemy import (Date, and_, bindparam, case, insert, null, or_, select, type_coerce,
                         union_all, update)
@@ -26,8 +29,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from promo_engine.core.campaign_type import UserState
 from promo_engine.core.event import CANCEL, REDEMPTION, REFUND
+from promo_engine.ledger import abuse_counts
 from promo_engine.ledger import lots as points_lots
 from promo_engine.ledger.database import run_in_transaction
+from promo_engine.ledger.denylist import directory as denylist
 from promo_engine.ledger.event_rows import (AlreadyRecorded, EventRows,
                                             StoredEvent, day_range, use_counts,
                                             uses_from_rows)
@@ -183,15 +188,24 @@ class SqlEventWrites:
 
     def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
                   client_id: str, event_id: str, find_stored: bool = False,
-                  mature: bool = False) -> tuple[UserState, StoredEvent | None, int]:
+                  mature: bool = False, device_id: str | None = None,
+                  zone: tzinfo = timezone.utc,
+                  with_risk: bool = False) -> tuple[UserState, StoredEvent | None, int]:
         """Create the user's row if new and lock it until commit, in one statement; then
         its pending points that have come due made available, and the counters, read
-        after the lock, so the user's last event is always counted. The caller looks for a
+        after the lock, so the user's last event is always counted. With a `device_id`, the
+        device's row is locked next and its uses read; with `with_risk` (a risk policy is in
+        force), the risk counters of the event's day in `zone` too. The caller looks for a
         stored copy of the event itself (`finds_stored_event`). Returns the user's state,
         None, and its pending points."""
         connection = self.session.connection()
+        # Through the transaction's connection: on SQLite another one would wait for its
+        # write lock. Read (every few seconds at most) before the user's lock is taken.
+        denied = denylist.denied(connection, user_id, device_id)
         user = connection.execute(self.statements.lock_user,
                                   {"user_id": user_id, "now": now}).one()
+        if device_id is not None:
+            abuse_counts.lock_device(connection, device_id, now)
         balance, pending = user.points_balance, user.pending_points
         if pending:
             record = self.session.get(UserRecord, user_id, populate_existing=True)
@@ -199,9 +213,17 @@ class SqlEventWrites:
                 self.session.flush()
                 balance, pending = record.points_balance, record.pending_points
         uses, daily = read_campaign_uses(self.session, user_id, occurred_at)
+        device_uses = device_daily = {}
+        risk = None
+        if device_id is not None or with_risk:
+            device_uses, device_daily, risk = abuse_counts.read_device_and_risk(
+                connection, user_id=user_id, device_id=device_id, occurred_at=occurred_at,
+                zone=zone, with_risk=with_risk)
         return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
                          points_balance=balance, campaign_uses=uses, daily_uses=daily,
-                         last_payment_at=user.last_paid_at), None, pending
+                         last_payment_at=user.last_paid_at, device_uses=device_uses,
+                         device_daily_uses=device_daily, denied=denied,
+                         risk=risk), None, pending
 
     def write(self, rows: EventRows) -> tuple[int, dict[str, int]]:
         """The event's primary key, and each reward's by its reward_id."""
@@ -235,6 +257,9 @@ class SqlEventWrites:
             "user_id_": user_id, "activated": rows.activated, "paid": rows.paid,
             "paid_at": rows.event["occurred_at"], "balance": rows.balance,
             "pending": rows.pending})
+        if rows.counts is not None or rows.held:
+            abuse_counts.write_counts(connection, rows.counts, [
+                (pks[reward_id], rows.event["created_at"]) for reward_id in rows.held])
         deliveries = event_delivery_rows(self.endpoints, rows)
         if deliveries:
             connection.execute(insert(_deliveries), deliveries)

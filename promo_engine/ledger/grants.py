@@ -9,13 +9,14 @@ writes it, all at once).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from promo_engine.core import money
 from promo_engine.core.campaign_type import UserState
 from promo_engine.core.engine import Decision
 from promo_engine.core.event import ACTIVATION, PAYMENT, Event
 from promo_engine.core.rewards import VOUCHER
+from promo_engine.ledger.abuse_counts import counts_for
 from promo_engine.ledger.event_writes import EventRows
 from promo_engine.ledger.lots import LotPolicy, new_lots
 from promo_engine.ledger.responses import dumps, reward_json
@@ -25,13 +26,13 @@ from promo_engine.ledger.reward_ids import new_reward_id, new_voucher_code
 def grant_rows(client_id: str, event: Event, request_hash: str, decision: Decision,
                state: UserState, *, currency: str, now: datetime, policy: LotPolicy,
                pending: int, lead: tuple[list[dict], list[dict]] = ((), ()),
-               extra: dict | None = None) -> EventRows:
+               extra: dict | None = None, zone: tzinfo = timezone.utc) -> EventRows:
     """Every row the event writes; its response (the body replays answer with) is in
     `rows.event["response"]`. `lead`: rows and their bodies that come before the
     decision's (points paid and vouchers used, `payment_extras.py`); `extra`: more keys of
-    the response."""
+    the response; `zone`: the program's timezone (the days of the risk counters)."""
     rewards, bodies = list(lead[0]), list(lead[1])
-    vouchers = []
+    vouchers, held = [], []
     for grant in decision.grants:
         reward = grant.reward
         row = {"reward_id": new_reward_id(), "user_id": event.user_id,
@@ -47,9 +48,12 @@ def grant_rows(client_id: str, event: Event, request_hash: str, decision: Decisi
             row["voucher_expires_at"] = event.occurred_at + timedelta(days=reward.voucher_valid_days)
             vouchers.append(voucher_row(row, reward, issued_at=event.occurred_at))
         rewards.append(row)
+        if grant.held:  # the risk policy holds it for review (a `reward_holds` row)
+            held.append(row["reward_id"])
         bodies.append(reward_json(reward, reward_id=row["reward_id"],
                                   voucher_code=row["voucher_code"],
-                                  voucher_expires_at=row["voucher_expires_at"]))
+                                  voucher_expires_at=row["voucher_expires_at"],
+                                  held=grant.held))
     lots, balance, pending = new_lots(rewards, policy, event_type=event.type,
                                       occurred_at=event.occurred_at, now=now,
                                       balance=state.points_balance, pending=pending)
@@ -62,13 +66,15 @@ def grant_rows(client_id: str, event: Event, request_hash: str, decision: Decisi
                          if event.amount is not None else None),
         "currency": event.currency, "occurred_at": event.occurred_at, "refunded_minor": 0,
         "original_event_id": None, "request_hash": request_hash, "response": response,
-        "created_at": now}
+        "created_at": now, "device_id": event.device_id}
     uses = [(grant.reward.campaign_id, grant.local_day)
             for grant in decision.grants if grant.campaign is not None]
     return EventRows(event=event_row, rewards=rewards, uses=uses,
                      activated=int(event.type == ACTIVATION),
                      paid=int(event.type == PAYMENT), balance=balance, pending=pending,
-                     lots=lots, vouchers=vouchers, bodies=bodies)
+                     lots=lots, vouchers=vouchers, bodies=bodies, held=held,
+                     counts=counts_for(event, decision.grants, money.minor_digits(currency),
+                                       zone))
 
 
 def voucher_row(row: dict, reward, *, issued_at: datetime) -> dict:

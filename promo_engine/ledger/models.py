@@ -149,7 +149,11 @@ class UserCampaignDailyUsage(db.Model):
 class EventRecord(db.Model):
     """An accepted event and its idempotency record: the stored response is replayed."""
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("client_id", "event_id"),)
+    __table_args__ = (UniqueConstraint("client_id", "event_id"),
+                      # A device's events, for the risk view's links and erasure.
+                      Index("ix_events_device_id", "device_id",
+                            postgresql_where=text("device_id IS NOT NULL"),
+                            sqlite_where=text("device_id IS NOT NULL")))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     client_id: Mapped[str] = mapped_column(String(64))
@@ -167,6 +171,8 @@ class EventRecord(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[str] = mapped_column(Text)  # the exact JSON body first returned
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The user's device as the wallet knows it; purged after PROMO_RETENTION_DAYS.
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class RewardRecord(db.Model):

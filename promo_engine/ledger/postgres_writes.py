@@ -9,14 +9,16 @@ pipelined with COMMIT.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 
 import psycopg
 from psycopg import pq
 from sqlalchemy.exc import DBAPIError
 
 from promo_engine.core.campaign_type import UserState
+from promo_engine.ledger import abuse_counts
 from promo_engine.ledger.database import end_read, retrying
+from promo_engine.ledger.denylist import directory as denylist
 from promo_engine.ledger.event_rows import (EventRows, StoredEvent, day_range,
                                             use_counts, uses_from_rows)
 from promo_engine.ledger.webhook_outbox import (announced_thresholds, delivery_rows,
@@ -87,10 +89,10 @@ _PG_WRITE_EVENT = """
 WITH event AS (
   INSERT INTO events (client_id, event_id, type, user_id, merchant_id, amount_minor, currency,
                       occurred_at, refunded_minor, original_event_id, request_hash, response,
-                      created_at)
+                      created_at, device_id)
   VALUES (%(client_id)s, %(event_id)s, %(type)s, %(user_id)s, %(merchant_id)s,
           %(amount_minor)s, %(currency)s, %(occurred_at)s, 0, NULL, %(request_hash)s,
-          %(response)s, %(created_at)s)
+          %(response)s, %(created_at)s, %(device_id)s)
   RETURNING id
 ), granted AS (
   INSERT INTO rewards (reward_id, event_pk, user_id, campaign_id, kind, points, amount_minor,
@@ -324,13 +326,20 @@ class PostgresEventWrites:
 
     def lock_user(self, *, user_id: str, occurred_at: datetime, now: datetime,
                   client_id: str, event_id: str, find_stored: bool = True,
-                  mature: bool = False) -> tuple[UserState, StoredEvent | None, int]:
+                  mature: bool = False, device_id: str | None = None,
+                  zone: tzinfo = timezone.utc,
+                  with_risk: bool = False) -> tuple[UserState, StoredEvent | None, int]:
         """The user locked, its due pending points matured (with `mature`: where points
         can be pending) and its counters, in one round trip; with `find_stored`, also the
-        event as stored if it was recorded before (the caller has no replay cache).
+        event as stored if it was recorded before (the caller has no replay cache). With a
+        `device_id`, the device's row locked after the user's and its uses; with
+        `with_risk` (a risk policy in force), the risk counters of the event's day in
+        `zone`: in the same round trip. An event with neither sends nothing more.
         Returns the state, the stored event, and the user's pending points."""
+        denied = denylist.denied(self.engine, user_id, device_id)  # before any lock
         first_day, last_day = day_range(occurred_at)
         connection = self._driver_connection()
+        device_rows = risk_rows = None
         try:
             with connection.pipeline():
                 connection.execute(_PG_LOCK_USER, {"user_id": user_id, "now": now})
@@ -338,11 +347,23 @@ class PostgresEventWrites:
                     connection.execute(_PG_MATURE, {"user_id": user_id, "now": now})
                 counters = connection.execute(_PG_USER_COUNTERS, {
                     "user_id": user_id, "first_day": first_day, "last_day": last_day})
+                if device_id is not None:
+                    connection.execute(abuse_counts.PG_LOCK_DEVICE,
+                                       {"device_id": device_id, "now": now})
+                    device_rows = connection.execute(abuse_counts.PG_DEVICE_USES, {
+                        "device_id": device_id, "first_day": first_day, "last_day": last_day})
+                if with_risk:
+                    risk_params, risk_day = abuse_counts.pg_risk_params(
+                        user_id=user_id, device_id=device_id, occurred_at=occurred_at,
+                        zone=zone)
+                    risk_rows = connection.execute(abuse_counts.PG_RISK, risk_params)
                 stored = (connection.execute(_PG_STORED_EVENT,
                                              {"client_id": client_id, "event_id": event_id})
                           if find_stored else None)
             rows = counters.fetchall()
             stored_row = stored.fetchone() if stored is not None else None
+            device_rows = device_rows.fetchall() if device_rows is not None else ()
+            risk_rows = risk_rows.fetchall() if risk_rows is not None else None
         except psycopg.Error as exc:
             raise self._error(exc, _PG_LOCK_USER) from exc
         [(_, _, activations, payments, balance, pending, last_paid_at)] = [
@@ -352,9 +373,14 @@ class PostgresEventWrites:
              if campaign_id is not None])
         if last_paid_at is not None:  # in the session's TimeZone: UTC, as the ORM reads it
             last_paid_at = last_paid_at.astimezone(timezone.utc)
+        device_uses, device_daily = uses_from_rows(device_rows)
+        risk = (abuse_counts.risk_from_rows(risk_rows, user_id=user_id, device_id=device_id,
+                                            day=risk_day) if risk_rows is not None else None)
         state = UserState(user_id=user_id, activations=activations, payments=payments,
                           points_balance=balance, campaign_uses=campaign_uses,
-                          daily_uses=daily_uses, last_payment_at=last_paid_at)
+                          daily_uses=daily_uses, last_payment_at=last_paid_at,
+                          device_uses=device_uses, device_daily_uses=device_daily,
+                          denied=denied, risk=risk)
         return state, (StoredEvent(*stored_row) if stored_row is not None else None), pending
 
     def write(self, rows: EventRows) -> None:
@@ -372,6 +398,10 @@ class PostgresEventWrites:
                 if thresholds is not None:
                     connection.execute(_PG_THRESHOLDS, thresholds)
                 connection.execute(statement, params)
+                if rows.counts is not None or rows.held:  # a rewarded event
+                    connection.execute(abuse_counts.PG_WRITE_COUNTS, abuse_counts.pg_write_params(
+                        rows.counts, rows.event["user_id"], rows.event["device_id"], rows.held,
+                        rows.event["created_at"]))
                 connection.commit()
         except psycopg.Error as exc:
             error = self._error(exc, statement)
@@ -384,6 +414,7 @@ class PostgresEventWrites:
         """The write's statement and its parameters (psycopg caches a statement's parsed
         form only with at most 50 of them: keep to that)."""
         params = dict(rows.event)
+        del params["refunded_minor"], params["original_event_id"]  # always 0 and NULL here
         for column in _REWARD_COLUMNS:
             params["r_" + column] = [row[column] for row in rows.rewards]
         per_campaign, per_day = use_counts(rows.uses)

@@ -4,7 +4,9 @@ committed, without locking, reserving, recording or counting anything.
 Apart from the recorder because a quote shares none of its transaction: only the engine,
 the read-only gate and the shape of the answer. What an event spends (points, vouchers, an
 exchange's price) is judged by the recorder's own `Spending` (`spending.py`), so a quote
-shows and refuses exactly what the event would; here it only reads, never locks.
+shows and refuses exactly what the event would; here it only reads, never locks. The abuse
+controls are read as an event reads them (`abuse_counts.py`, the denylist), so a quote shows
+a device's limit reached, a denied user or the risk policy's caps as the event would.
 
 The user's available points are those the event would find once its lock is held: the
 pending lots that came due count, the lots past their expiry do not, even before the
@@ -13,8 +15,9 @@ scheduler's sweep or the user's next event writes it (`available_points`).
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 
@@ -24,6 +27,8 @@ from promo_engine.core.engine import RulesEngine
 from promo_engine.core.event import REDEMPTION, Event
 from promo_engine.core.explain import explain_evaluation
 from promo_engine.core.rewards import VOUCHER
+from promo_engine.ledger import denylist
+from promo_engine.ledger.abuse_counts import read_device_and_risk
 from promo_engine.ledger.event_writes import read_campaign_uses
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.gates import ReadOnlyGate
@@ -34,15 +39,26 @@ from promo_engine.ledger.spending import Spending
 
 
 
-def load_user_state(user_id: str, occurred_at: datetime) -> UserState:
-    """The user's counters as committed now, without locking (for quotes)."""
-    user = db.session.get(UserRecord, user_id)
+def load_user_state(user_id: str, occurred_at: datetime, *, device_id: str | None = None,
+                    risk_zone: tzinfo | None = None) -> UserState:
+    """The user's counters as committed now, without locking (for quotes and offers): with
+    the device's uses when `device_id` is given, whether the denylist names the user or the
+    device, and with `risk_zone` (the program's timezone, given when a risk policy is in
+    force) the risk policy's counters, as the event would read them under its locks."""
+    session = db.session
+    connection = session.connection()
+    device_uses, device_daily, risk = read_device_and_risk(
+        connection, user_id=user_id, device_id=device_id, occurred_at=occurred_at,
+        zone=risk_zone or timezone.utc, with_risk=risk_zone is not None)
+    abuse = dict(device_uses=device_uses, device_daily_uses=device_daily, risk=risk,
+                 denied=denylist.directory.denied(connection, user_id, device_id))
+    user = session.get(UserRecord, user_id)
     if user is None:
-        return UserState(user_id=user_id)
-    uses, daily = read_campaign_uses(db.session, user_id, occurred_at)
+        return UserState(user_id=user_id, **abuse)
+    uses, daily = read_campaign_uses(session, user_id, occurred_at)
     return UserState(user_id=user_id, activations=user.activations, payments=user.payments,
                      points_balance=user.points_balance, campaign_uses=uses, daily_uses=daily,
-                     last_payment_at=user.last_paid_at)
+                     last_payment_at=user.last_paid_at, **abuse)
 
 
 def available_points(session, user_id: str, now: datetime) -> tuple[int, int]:
@@ -98,7 +114,9 @@ def quote_event(event: Event, engine: RulesEngine, minor_digits: int,
     gate = ReadOnlyGate(minor_digits, reservations)
     try:
         balance, pending = available_points(session, event.user_id, now)
-        state = replace(load_user_state(event.user_id, event.occurred_at),
+        risk_zone = ZoneInfo(policy.timezone) if engine.risk is not None else None
+        state = replace(load_user_state(event.user_id, event.occurred_at,
+                                        device_id=event.device_id, risk_zone=risk_zone),
                         points_balance=balance)
         lead: list[dict] = []
         spent = 0
@@ -126,7 +144,8 @@ def quote_event(event: Event, engine: RulesEngine, minor_digits: int,
         reward = grant.reward
         expires = (event.occurred_at + timedelta(days=reward.voucher_valid_days)
                    if reward.kind == VOUCHER else None)
-        rewards.append(reward_json(reward, voucher_expires_at=expires))
+        # held: the risk policy would hold it for review, as the event's answer says
+        rewards.append(reward_json(reward, voucher_expires_at=expires, held=grant.held))
     # The balance after the event: its points become available as the recorder's would.
     rows = [{"reward_id": None, "user_id": event.user_id, "kind": grant.reward.kind,
              "points": grant.reward.points} for grant in decision.grants]

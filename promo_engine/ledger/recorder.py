@@ -3,6 +3,8 @@ lock, the shared-limit reservations, the reward rows and the stored response.
 
 Order of locks, the same for every event: the event row (unique per client), the user row
 (FOR UPDATE: serialises one user's events, so per-user limits and "first ever" are exact),
+for an event that names a device the device's row (`abuse_counts.py`: serialises the device's
+events, so per-device limits and the risk policy's device caps are exact in every mode),
 then the campaign-wide limits. Those are held in one of two places:
 
 - without Redis, in campaign usage rows through guarded UPDATEs (budget and redemptions can
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timezone, tzinfo
 
 import redis
 from sqlalchemy.exc import IntegrityError
@@ -62,8 +65,9 @@ class Ledger:
 
     def __init__(self, *, currency: str, reservations: Reservations | None = None,
                  replays: ReplayCache | None = None, policy: LotPolicy = LotPolicy(),
-                 clock=utcnow):
+                 clock=utcnow, zone: tzinfo = timezone.utc):
         self.currency = currency
+        self.zone = zone  # the program's timezone: the days and months of the risk counters
         self.clock = clock  # "now" of every record: lots, expiry and vouchers go by it
         self.policy = policy  # when points become available and expire
         self.minor_digits = money.minor_digits(currency)
@@ -198,7 +202,8 @@ class Ledger:
         state, stored, pending = writes.lock_user(
             user_id=event.user_id, occurred_at=event.occurred_at, now=now, client_id=client_id,
             event_id=event.event_id, find_stored=self.replays is None,
-            mature=self.policy.pending_days > 0)
+            mature=self.policy.pending_days > 0, device_id=event.device_id, zone=self.zone,
+            with_risk=engine.risk is not None)
         replay = self._replayed(stored, request_hash)
         if replay is not None:
             return replay
@@ -209,7 +214,7 @@ class Ledger:
             writes.reached += thresholds_of(held)
         rows = grant_rows(client_id, event, request_hash, decision, state,
                           currency=self.currency, now=now, policy=self.policy,
-                          pending=pending)
+                          pending=pending, zone=self.zone)
         refuse_expired(held)
         writes.write(rows)
         return Recorded(status=201, body=rows.event["response"], replayed=False,
@@ -230,7 +235,7 @@ class Ledger:
 
         recorded = record_spending(client_id, event, request_hash, engine=engine,
                                    writes=writes, policy=self.policy, currency=self.currency,
-                                   evaluate=evaluate, now=self.clock())
+                                   evaluate=evaluate, now=self.clock(), zone=self.zone)
         refuse_expired(held)
         return recorded
 

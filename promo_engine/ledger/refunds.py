@@ -15,6 +15,7 @@ from promo_engine.core import money
 from promo_engine.core.event import PAYMENT, Event
 from promo_engine.core.rewards import POINTS, Reward
 from promo_engine.ledger import lots, vouchers
+from promo_engine.ledger.abuse_counts import lock_device, uncount_device_use
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import (RETURNED, SPENT, CampaignUsage, EventRecord,
                                         RewardRecord, UserCampaignDailyUsage,
@@ -23,6 +24,7 @@ from promo_engine.ledger.outcomes import LedgerError
 from promo_engine.ledger.responses import dumps, reward_json
 from promo_engine.ledger.reversal_math import is_campaign_grant, refund_share, reversal_delta
 from promo_engine.ledger.reward_ids import new_reward_id
+from promo_engine.ledger.risk_models import RewardHold
 
 
 def record_refund(client_id: str, event: Event, request_hash: str, *, currency: str,
@@ -37,7 +39,8 @@ def record_refund(client_id: str, event: Event, request_hash: str, *, currency: 
         user_id=event.user_id, merchant_id=event.merchant_id,
         amount_minor=money.to_minor(event.amount, currency),
         currency=event.currency, occurred_at=event.occurred_at, refunded_minor=0,
-        request_hash=request_hash, response="", created_at=now or utcnow())
+        request_hash=request_hash, response="", created_at=now or utcnow(),
+        device_id=event.device_id)
     db.session.add(record)
     db.session.flush()  # takes the (client_id, event_id) unique slot now
     # The user's lock (refunds need neither a new user's row nor the campaign counters:
@@ -84,11 +87,17 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
         payment.amount_minor, payment.refunded_minor, refund.amount_minor, currency)
     refund.original_event_id = payment.id
     payment.refunded_minor = refunded
+    if fully_refunded and payment.device_id is not None:
+        # The payment's device, locked before any usage row as every event locks it
+        # (`abuse_counts.py`): its uses are freed below with the user's.
+        lock_device(db.session.connection(), payment.device_id, now)
 
     granted = db.session.execute(
         select(RewardRecord).where(RewardRecord.event_pk == payment.id,
                                    RewardRecord.reverses_id.is_(None),
-                                   RewardRecord.reason.is_distinct_from(RETURNED))
+                                   RewardRecord.reason.is_distinct_from(RETURNED),
+                                   # a held reward voided is undone already (holds.py)
+                                   RewardRecord.id.not_in(voided_rewards()))
         .order_by(RewardRecord.id)).scalars().all()
     # PostgreSQL's SUM of BIGINT is NUMERIC: back to int before any arithmetic.
     reversed_so_far = {reward_pk: int(total) for reward_pk, total in db.session.execute(
@@ -120,10 +129,12 @@ def _reverse(refund: EventRecord, event: Event, currency: str,
         if campaign_grant:
             freed = fully_refunded
             if freed:
-                free_limits(original, event.user_id, reservations)
+                free_limits(original, event.user_id, reservations,
+                            device_id=payment.device_id)
             if delta or freed:
                 returns.append(Request(original.campaign_id, -delta, -int(freed), None, None))
     if fully_refunded:
+        close_holds([r.id for r in granted], by=f"refund:{event.event_id}", now=now)
         vouchers.free_after_full_refund(db.session, payment.id)
         vouchers.void_unused(db.session, [r.id for r in granted if r.kind == "voucher"], now)
     if returns and reservations is not None:
@@ -174,8 +185,10 @@ def reverse_points(original: RewardRecord, row: RewardRecord, user: UserRecord, 
 
 
 def free_limits(original: RewardRecord, user_id: str,
-                 reservations: Reservations | None) -> None:
-    """A fully refunded payment no longer counts against the campaign's limits."""
+                reservations: Reservations | None, *, device_id: str | None) -> None:
+    """A fully refunded payment no longer counts against the campaign's limits: its
+    redemption, the user's uses and, when it named a device (`device_id`, the payment's,
+    not the refund's), the device's uses (`limits.per_device`)."""
     if reservations is None:
         db.session.execute(update(CampaignUsage)
                            .where(CampaignUsage.campaign_id == original.campaign_id)
@@ -193,6 +206,9 @@ def free_limits(original: RewardRecord, user_id: str,
                                   UserCampaignDailyUsage.day == original.local_day)
                            .values(uses=UserCampaignDailyUsage.uses - 1)
                            .execution_options(synchronize_session=False))
+    if device_id is not None:
+        uncount_device_use(db.session.connection(), device_id, original.campaign_id,
+                           original.local_day)
 
 
 def stored_reward_json(row: RewardRecord) -> dict:
@@ -206,3 +222,21 @@ def stored_reward_json(row: RewardRecord) -> dict:
         reverses = db.session.get(RewardRecord, row.reverses_id).reward_id
     return reward_json(reward, reward_id=row.reward_id, voucher_code=row.voucher_code,
                        voucher_expires_at=row.voucher_expires_at, reverses=reverses)
+
+
+def voided_rewards():
+    """The ids of held rewards an admin voided (`holds.py`): no longer a grant to reverse,
+    count or free."""
+    return select(RewardHold.reward_pk).where(RewardHold.status == "voided")
+
+
+def close_holds(reward_pks: list[int], *, by: str, now) -> None:
+    """Holds of rewards a full refund or a cancel took back whole are closed as
+    `reversed`: nothing is left for an admin to release or void, and the wallet heard of
+    the reversal already (`reward.reversed`)."""
+    if reward_pks:
+        db.session.execute(
+            update(RewardHold).where(RewardHold.reward_pk.in_(reward_pks),
+                                     RewardHold.status == "held")
+            .values(status="reversed", decided_by=by, decided_at=now)
+            .execution_options(synchronize_session=False))

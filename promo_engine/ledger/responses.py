@@ -24,8 +24,10 @@ def dumps(body: dict) -> str:
 def reward_json(reward: Reward, *,
                 reward_id: str | None = None, voucher_code: str | None = None,
                 voucher_expires_at: datetime | None = None,
-                reverses: str | None = None) -> dict:
-    """One reward as the API shows it (money with exactly the currency's minor digits)."""
+                reverses: str | None = None, held: bool = False) -> dict:
+    """One reward as the API shows it (money with exactly the currency's minor digits).
+    `held`: the risk policy holds it for an admin's review (`"held": true`; the key is
+    absent for every other reward)."""
     body: dict = {}
     if reward_id is not None:
         body["reward_id"] = reward_id
@@ -45,4 +47,6 @@ def reward_json(reward: Reward, *,
             body["voucher_code"] = voucher_code
     if reverses is not None:
         body["reverses"] = reverses
+    if held:
+        body["held"] = True
     return body

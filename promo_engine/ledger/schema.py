@@ -23,6 +23,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Every module that defines tables; a new one must be listed for migrations to see it.
 MODEL_MODULES = (
     "promo_engine.ledger.models",
+    "promo_engine.ledger.risk_models",
     "promo_engine.ledger.api_clients",
     "merchant_portal.models",
 )

@@ -11,6 +11,7 @@ anything is written: a refused event leaves no trace.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timezone
 from decimal import Decimal
 
 from promo_engine.core import money
@@ -139,7 +140,7 @@ def _why_full(exchange) -> str:
 
 def record_spending(client_id: str, event: Event, request_hash: str, *,
                     engine: RulesEngine, writes: SqlEventWrites, policy: LotPolicy,
-                    currency: str, evaluate, now=None) -> Recorded:
+                    currency: str, evaluate, now=None, zone=timezone.utc) -> Recorded:
     """Record a redemption, or a payment that spends points or vouchers (not committed).
 
     `evaluate(event, state, discounted)` is the recorder's evaluation with its gate (the
@@ -147,7 +148,9 @@ def record_spending(client_id: str, event: Event, request_hash: str, *,
     now = now or utcnow()
     session = writes.session
     state, _, _ = writes.lock_user(user_id=event.user_id, occurred_at=event.occurred_at,
-                                   now=now, client_id=client_id, event_id=event.event_id)
+                                   now=now, client_id=client_id, event_id=event.event_id,
+                                   device_id=event.device_id, zone=zone,
+                                   with_risk=engine.risk is not None)
     user = session.get(UserRecord, event.user_id, populate_existing=True)
     # Pending lots that came due were matured with the lock (`lock_user`): what is past
     # its expiry goes now, before the balance is judged.
@@ -162,7 +165,8 @@ def record_spending(client_id: str, event: Event, request_hash: str, *,
     rows = grant_rows(client_id, event, request_hash, decision,
                       replace(state, points_balance=user.points_balance - spending.points),
                       currency=currency, now=now, policy=policy,
-                      pending=user.pending_points, lead=(lead_rows, lead_bodies), extra=extra)
+                      pending=user.pending_points, lead=(lead_rows, lead_bodies), extra=extra,
+                      zone=zone)
     event_pk, pks = writes.write(rows)
     if spent_id is not None:
         lots.draw(session, event.user_id, spending.points, pks[spent_id], now)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.models import CampaignUsage, EventRecord, RewardRecord
+from promo_engine.ledger.refunds import voided_rewards
 
 
 def current_usage(session, campaign_ids: Iterable[str],
@@ -56,13 +57,14 @@ def ledger_usage(campaign_ids) -> dict[str, tuple[int, int]]:
         select(RewardRecord.campaign_id, db.func.coalesce(db.func.sum(value), 0))
         .where(RewardRecord.campaign_id.in_(ids), RewardRecord.reason.is_(None))
         .group_by(RewardRecord.campaign_id)).all())
-    # A grant stops counting as a redemption once its payment is refunded in full, or its
-    # redemption cancelled.
+    # A grant stops counting as a redemption once its payment is refunded in full, its
+    # redemption cancelled, or it is voided (a held reward, holds.py).
     redemptions = dict(db.session.execute(
         select(RewardRecord.campaign_id, db.func.count())
         .join(EventRecord, EventRecord.id == RewardRecord.event_pk)
         .where(RewardRecord.campaign_id.in_(ids), RewardRecord.reverses_id.is_(None),
                RewardRecord.reason.is_(None), EventRecord.cancelled_by_pk.is_(None),
+               RewardRecord.id.not_in(voided_rewards()),
                db.or_(EventRecord.amount_minor.is_(None),
                       EventRecord.refunded_minor < EventRecord.amount_minor))
         .group_by(RewardRecord.campaign_id)).all())

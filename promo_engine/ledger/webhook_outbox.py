@@ -33,8 +33,10 @@ VOUCHER_REDEEMED = "voucher.redeemed"
 CAMPAIGN_OPENED = "campaign.opened"
 CAMPAIGN_CLOSED = "campaign.closed"
 BUDGET_THRESHOLD = "campaign.budget_threshold"
+REWARD_RELEASED = "reward.released"  # a reward held for review, released by an admin
+REWARD_VOIDED = "reward.voided"  # ... or voided (ledger/holds.py)
 TYPES = (REWARD_GRANTED, REWARD_REVERSED, POINTS_EXPIRED, VOUCHER_REDEEMED, CAMPAIGN_OPENED,
-         CAMPAIGN_CLOSED, BUDGET_THRESHOLD)
+         CAMPAIGN_CLOSED, BUDGET_THRESHOLD, REWARD_RELEASED, REWARD_VOIDED)
 
 REFRESH_SECONDS = 2.0  # the longest a process writes for an endpoint list that changed
 THRESHOLDS = ((8, "0.8"), (10, "1.0"))  # tenths of the limit, and how the row names them

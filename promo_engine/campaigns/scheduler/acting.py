@@ -4,7 +4,8 @@
 proves the right to act (the lease token against the database's fence, or the program
 state lock when acting alone), and reads back what the hooks and the plan need;
 `run_reconcile` is the periodic reconciliation of Redis counters with the ledger;
-`run_points_sweep` expires and matures points lots. Apart
+`run_points_sweep` expires and matures points lots; `run_retention` purges what
+PROMO_RETENTION_DAYS no longer allows keeping. Apart
 from the scheduler because this is the part that writes: the scheduler decides when to
 act and for which campaigns, and keeps its leadership and plan in step with the result.
 """
@@ -134,4 +135,31 @@ def run_points_sweep(app, token: int | None, now: datetime, *,
             return None
     if any(done):
         log.info("points: %d lots expired, %d matured", *done)
+    return done
+
+
+def run_retention(app, token: int | None, now: datetime, settings, *,
+                  should_stop=lambda: False):
+    """Purge what PROMO_RETENTION_DAYS no longer allows keeping (ledger/retention.py), each
+    batch fenced with the lease `token`. Returns what was purged, or None when it could not
+    run (deposed, or the database away: the next run tries again)."""
+    from promo_engine.ledger.retention import purge_expired
+
+    def fence(session) -> None:
+        if token is not None:
+            check_fence(session, token)
+
+    with app.app_context():
+        try:
+            done = purge_expired(db.session, now, days=settings.retention_days,
+                                 timezone=settings.timezone, fence=fence,
+                                 should_stop=should_stop)
+        except Deposed:
+            log.info("retention purge stopped: a newer scheduler leads")
+            return None
+        except Exception:
+            log.exception("retention purge failed; the next one tries again")
+            return None
+    if done.total():
+        log.info("retention (%d days): purged %s", settings.retention_days, done.describe())
     return done

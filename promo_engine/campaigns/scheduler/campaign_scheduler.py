@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from promo_engine.campaigns.lifecycle import Deposed, Transition
 from promo_engine.campaigns.scheduler.acting import (BATCH_SIZE, describe, make_transitions,
                                                      read_fence, run_points_sweep,
-                                                     run_reconcile)
+                                                     run_reconcile, run_retention)
 from promo_engine.campaigns.scheduler.hooks import HookNotifier
 from promo_engine.campaigns.scheduler.planning import (JobBook, PlannedJob, plan_jobs,
                                                        schedule_rows)
@@ -44,6 +44,10 @@ POINTS_JOB = "points"
 # month-end's batch takes well under the rest).
 POINTS_SWEEP_SECONDS = 15.0
 SWEEP_INTERVAL_SECONDS = 10.0
+RETENTION_JOB = "retention"
+# PROMO_RETENTION_DAYS is counted in days: purging hourly keeps nothing more than an hour
+# past its period, and each run finds only an hour's worth to purge.
+RETENTION_INTERVAL_SECONDS = 3600.0
 ADD_CHUNK = 500  # jobs added between two looks at the transitions that have come due
 
 
@@ -89,7 +93,8 @@ class CampaignScheduler:
             # never delays a transition's job.
             executors={"default": ThreadPoolExecutor(max_workers=1),
                        RECONCILE_JOB: ThreadPoolExecutor(max_workers=1),
-                       POINTS_JOB: ThreadPoolExecutor(max_workers=1)},
+                       POINTS_JOB: ThreadPoolExecutor(max_workers=1),
+                       RETENTION_JOB: ThreadPoolExecutor(max_workers=1)},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
         self.keeper = None
         if lease is not None:
@@ -222,9 +227,14 @@ class CampaignScheduler:
         return self.lease is None or self.lease.valid()
 
     def _add_periodic_jobs(self) -> None:
-        """The periodic jobs besides the plan: the points sweep, and reconciliation."""
+        """The periodic jobs besides the plan: the points sweep, reconciliation, and the
+        retention purge."""
         self.aps.add_job(self.sweep_points, IntervalTrigger(seconds=self.points_interval),
                          id=POINTS_JOB, executor=POINTS_JOB, replace_existing=True)
+        if self.settings.retention_days is not None:
+            self.aps.add_job(self.purge_expired,
+                             IntervalTrigger(seconds=RETENTION_INTERVAL_SECONDS),
+                             id=RETENTION_JOB, executor=RETENTION_JOB, replace_existing=True)
         if self._reconciles:
             self.aps.add_job(self.reconcile, IntervalTrigger(seconds=self.settings.reconcile_seconds),
                              id=RECONCILE_JOB, executor=RECONCILE_JOB, replace_existing=True)
@@ -236,11 +246,13 @@ class CampaignScheduler:
         return run_reconcile(self.app, self.reservations, self.settings.reconcile_seconds)
 
     def _sweep_points_now(self) -> None:
-        """On election, the points sweep's job runs at once (on its own thread) rather than
-        at its next tick: a leader that died left due points waiting."""
-        job = self.aps.get_job(POINTS_JOB)
-        if job is not None:
-            job.modify(next_run_time=utcnow())
+        """On election, the points sweep's job (and the retention purge's) runs at once
+        (on its own thread) rather than at its next tick: a leader that died left due
+        points waiting."""
+        for job_id in (POINTS_JOB, RETENTION_JOB):
+            job = self.aps.get_job(job_id)
+            if job is not None:
+                job.modify(next_run_time=utcnow())
 
     def sweep_points(self):
         """The scheduled points sweep (ledger/lot_expiry.py), run by the leader only."""
@@ -250,6 +262,15 @@ class CampaignScheduler:
             return None
         return run_points_sweep(self.app, token, self.clock(),
                                 should_stop=lambda: not self._leading)
+
+    def purge_expired(self):
+        """The scheduled retention purge (ledger/retention.py), run by the leader only."""
+        with self._lock:
+            leading, token = self._leading, self._token
+        if not (leading and self._may_act()) or self.settings.retention_days is None:
+            return None
+        return run_retention(self.app, token, self.clock(), self.settings,
+                             should_stop=lambda: not self._leading)
 
     # --- jobs -----------------------------------------------------------------------------
 
