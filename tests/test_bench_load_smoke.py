@@ -104,12 +104,15 @@ def test_percentiles_are_nearest_rank(bench):
     assert phase.pct(100) == pytest.approx(100.0)
 
 
-def test_record_quick_run_compares_with_the_floor_and_shows_the_steps(services, tmp_path):
-    """bench/record.py: the write path in one process against the floor's write."""
+@pytest.mark.parametrize("extra", [[], ["--abuse-controls"]], ids=["plain", "abuse-controls"])
+def test_record_quick_run_compares_with_the_floor_and_shows_the_steps(services, tmp_path,
+                                                                     extra):
+    """bench/record.py: the write path in one process against the floor's write (with
+    `--abuse-controls`, every payment with a device and a risk policy in force)."""
     admin_url, redis_url = services
     done = subprocess.run(
         [sys.executable, str(BENCH_DIR / "record.py"), "--quick", "--pg-admin-url", admin_url,
-         "--redis-url", redis_url],
+         "--redis-url", redis_url, *extra],
         cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr

@@ -18,9 +18,9 @@ from typing import Sequence
 from sqlalchemy import select
 
 from promo_engine.campaigns.files import LoadedCampaign
-from promo_engine.campaigns.risk_policy import LoadedRiskPolicy, load_risk_policy
 from promo_engine.campaigns.lifecycle import (OPEN, PAUSED, RETIRED, bump_revision, record_audit,
                                               status_at)
+from promo_engine.campaigns.risk_policy import LoadedRiskPolicy, load_risk_policy
 from promo_engine.campaigns.schema import load_campaign
 from promo_engine.campaigns.spec import spec_hash
 from promo_engine.core.campaign import Campaign
