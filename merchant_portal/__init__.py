@@ -56,6 +56,7 @@ def init_portal(app: Flask) -> None:
     limiter.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
     # Their routes and handlers register on `bp`.
-    from merchant_portal import admin_events, errors, holds, program, risk, views  # noqa: F401
+    from merchant_portal import (admin_events, errors, favicon, holds,  # noqa: F401
+                                 program, risk, views)
     app.register_blueprint(bp)
     app.extensions["portal_error_page"] = errors.error_page

@@ -13,6 +13,7 @@ from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from merchant_portal.display import DAY_NAMES, end_time
 from merchant_portal.schema_messages import in_portal_language
 
 try:  # WTForms 3.3 takes SelectChoice objects and deprecates (value, label) tuples
@@ -50,8 +51,13 @@ ERROR_FIELDS = {
 }
 
 
-DAY_LABELS = (("mon", _l("Mon")), ("tue", _l("Tue")), ("wed", _l("Wed")), ("thu", _l("Thu")),
-              ("fri", _l("Fri")), ("sat", _l("Sat")), ("sun", _l("Sun")))
+DAY_LABELS = tuple(DAY_NAMES.items())
+# The fields only one offer type uses (the form shows them for that type only).
+TYPE_FIELDS = {
+    "holiday_discount": ("percent", "max_discount", "amount_off", "budget_amount"),
+    "points_multiplier": ("multiplier", "budget_points"),
+}
+TIME_INPUT = {"inputmode": "numeric", "maxlength": 5, "autocomplete": "off"}
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -85,8 +91,9 @@ class OfferForm(FlaskForm):
     timezone = SelectField(_l("Time zone"), validate_choice=False)
     window_days = MultiCheckboxField(_l("Days"), choices=[
         choice(day, label) for day, label in DAY_LABELS])
-    window_from = StringField(_l("From"), render_kw={"type": "time"})
-    window_to = StringField(_l("To"), render_kw={"type": "time"})
+    # Text, not type="time": a time input cannot hold 24:00, the end of the day.
+    window_from = StringField(_l("From"), render_kw={**TIME_INPUT, "placeholder": "00:00"})
+    window_to = StringField(_l("To"), render_kw={**TIME_INPUT, "placeholder": "24:00"})
     min_amount = StringField(_l("Minimum payment"), render_kw={"inputmode": "decimal"})
     percent = StringField(_l("Percent off"), render_kw={"inputmode": "decimal"})
     max_discount = StringField(_l("Maximum discount"), render_kw={"inputmode": "decimal"})
@@ -137,7 +144,7 @@ def document_from_form(form: OfferForm, *, campaign_id: str, merchant_id: str) -
         if days:
             window["days"] = days
         window["from"] = data["window_from"] or "00:00"
-        window["to"] = data["window_to"] or "00:00"
+        window["to"] = data["window_to"] or "24:00"
         doc["windows"] = [window]
     if data["min_amount"]:
         doc["conditions"] = {"min_amount": data["min_amount"]}
@@ -179,7 +186,7 @@ def form_data_from_document(spec: Mapping) -> dict:
         "ends_at": _local_input(spec.get("ends_at")),
         "window_days": list(window.get("days") or []),
         "window_from": window.get("from", "") if window else "",
-        "window_to": window.get("to", "") if window else "",
+        "window_to": end_time(window.get("to")) if window else "",
         "min_amount": (spec.get("conditions") or {}).get("min_amount", ""),
         "budget_amount": budget.get("amount", ""),
         "budget_points": budget.get("points", ""),
@@ -206,8 +213,15 @@ def errors_by_field(pairs) -> tuple[dict[str, list[str]], list[str]]:
             target = "multiplier" if "multiplier" in message else "percent"
         shown = in_portal_language(message)
         if target is None:
-            general.append(shown if not keys else f"{'.'.join(keys)}: {shown}")
+            general.append(shown)
         else:
             fields.setdefault(target, []).append(shown)
     return fields, general
 
+
+
+def error_summary(form: OfferForm, errors: Mapping[str, list[str]]) -> list[tuple[str, str, str]]:
+    """(field name, its label, message) for every error, in the form's order: the summary
+    at the top of the form links each to its field."""
+    return [(name, str(field.label.text), message) for name, field in form._fields.items()
+            for message in errors.get(name, [])]

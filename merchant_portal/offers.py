@@ -139,8 +139,9 @@ def submit_offer(user: PortalLogin, offer: MerchantOffer) -> None:
             raise OfferRefused(_("only a draft or rejected offer can be sent for approval"))
         try:
             validate(row.spec)
-        except CampaignInvalid as exc:
-            raise OfferRefused(_("fix the offer first: %(problems)s", problems=str(exc))) from None
+        except CampaignInvalid:
+            raise OfferRefused(_("The offer has problems to fix first: edit it to see them.")) \
+                from None
         now = utcnow()
         record_audit(db.session, row.spec["id"], row.state, PENDING, actor=user.actor,
                      reason="offer sent for approval", now=now)
@@ -163,8 +164,9 @@ def approve_offer(admin: PortalLogin, offer_id: int, *, now: datetime | None = N
             raise OfferRefused(_("only a pending offer can be approved"))
         try:
             campaign = validate(row.spec)
-        except CampaignInvalid as exc:
-            raise OfferRefused(_("the offer does not validate: %(problems)s", problems=str(exc))) from None
+        except CampaignInvalid:
+            raise OfferRefused(_("The offer has problems (its dates, say): the merchant must "
+                                 "edit it and send it again.")) from None
         if campaign.merchants != frozenset({row.merchant_id}):
             raise OfferRefused(_("the offer is not scoped to its own merchant"))
         digest = spec_hash(row.spec)

@@ -22,6 +22,7 @@ line says the other campaign came first, not that the offer would have applied o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import and_, exists, select
 
@@ -43,6 +44,16 @@ class Outranked:
     by_portal: bool        # another merchant offer, not one of the bank's campaigns
     reason: str            # BLOCKED_BY_EXCLUSIVE | BEATEN_BY_MULTIPLIER
     payments: int
+    mine: str = ""         # beaten_by_multiplier: the offer's multiplier ("2")
+    theirs: str = ""       # and the winner's ("3")
+
+    @property
+    def higher(self) -> bool:
+        """The winner's multiplier is higher than the offer's (else equal, and first)."""
+        try:
+            return Decimal(self.theirs) > Decimal(self.mine)
+        except (InvalidOperation, TypeError):
+            return True
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class _Rank:
     type: str
     priority: int
     exclusive: bool
+    multiplier: str = ""
 
     @property
     def sort_key(self) -> tuple:
@@ -62,10 +74,11 @@ class _Rank:
 def _rank(record: CampaignRecord) -> _Rank:
     spec = record.spec or {}
     return _Rank(record.id, record.name, record.source, record.type,
-                 int(spec.get("priority", 0) or 0), bool(spec.get("exclusive", False)))
+                 int(spec.get("priority", 0) or 0), bool(spec.get("exclusive", False)),
+                 str((spec.get("params") or {}).get("multiplier", "")))
 
 
-def _payments_without_the_offer(offer: CampaignRecord):
+def payments_without_the_offer(offer: CampaignRecord):
     """Ids of payments at the offer's merchants in its dates, not refunded in full, on which
     the offer granted nothing."""
     merchants = list((offer.spec or {}).get("merchants") or [])
@@ -95,15 +108,10 @@ def _winner(offer: _Rank, granted: list[_Rank]) -> tuple[_Rank, str] | None:
     return None
 
 
-def outranked_for(campaign_id: str | None) -> list[Outranked]:
-    """One entry per campaign that outranked the offer, most payments first."""
-    if campaign_id is None:
-        return []
-    record = db.session.get(CampaignRecord, campaign_id)
-    if record is None:
-        return []
+def outranked_events(record: CampaignRecord) -> dict[int, tuple[_Rank, str]]:
+    """The payments another campaign took from the offer: event pk -> (winner, reason)."""
     offer = _rank(record)
-    events = _payments_without_the_offer(record).subquery()
+    events = payments_without_the_offer(record).subquery()
     rows = db.session.execute(
         select(RewardRecord.event_pk, CampaignRecord)
         .join(CampaignRecord, CampaignRecord.id == RewardRecord.campaign_id)
@@ -114,14 +122,24 @@ def outranked_for(campaign_id: str | None) -> list[Outranked]:
     granted: dict[int, dict[str, _Rank]] = {}
     for event_pk, campaign in rows:
         granted.setdefault(event_pk, {})[campaign.id] = _rank(campaign)
+    found = {pk: _winner(offer, list(campaigns.values())) for pk, campaigns in granted.items()}
+    return {pk: winner for pk, winner in found.items() if winner is not None}
+
+
+def outranked_for(campaign_id: str | None) -> list[Outranked]:
+    """One entry per campaign that outranked the offer, most payments first."""
+    if campaign_id is None:
+        return []
+    record = db.session.get(CampaignRecord, campaign_id)
+    if record is None:
+        return []
+    offer = _rank(record)
     counts: dict[tuple[str, str], int] = {}
     ranks: dict[str, _Rank] = {}
-    for campaigns in granted.values():
-        found = _winner(offer, list(campaigns.values()))
-        if found is not None:
-            winner, reason = found
-            ranks[winner.campaign_id] = winner
-            counts[winner.campaign_id, reason] = counts.get((winner.campaign_id, reason), 0) + 1
-    return sorted((Outranked(cid, ranks[cid].name, ranks[cid].source == "portal", reason, n)
+    for winner, reason in outranked_events(record).values():
+        ranks[winner.campaign_id] = winner
+        counts[winner.campaign_id, reason] = counts.get((winner.campaign_id, reason), 0) + 1
+    return sorted((Outranked(cid, ranks[cid].name, ranks[cid].source == "portal", reason, n,
+                             offer.multiplier, ranks[cid].multiplier)
                    for (cid, reason), n in counts.items()),
                   key=lambda o: (-o.payments, o.campaign_id, o.reason))

@@ -16,8 +16,8 @@ from flask_babel import gettext as _
 from merchant_portal import bp, i18n
 from merchant_portal.auth import login_required
 from merchant_portal.models import ADMIN
-from merchant_portal.program_charts import (NARROW, WIDE, Series, count_chart, day_label,
-                                            share_chart)
+from merchant_portal.program_charts import (HALF, NARROW, WIDE, Series, count_chart,
+                                            day_label, share_chart)
 from promo_engine.campaigns.program_report import (RangeError, check_range, default_range,
                                                    program_report, report_csv)
 from promo_engine.ledger.extensions import db
@@ -52,24 +52,26 @@ def _report():
 
 
 def charts(report, language: str) -> dict:
+    """Each chart twice: "<name>_wide" for a desktop, "<name>_narrow" below 1000 px."""
     days = [day_label(d.day, language) for d in report.days]
-    activations = [d.activations for d in report.days]
     weeks = [day_label(c.week, language) for c in report.cohorts]
-    common = dict(title=_("Activations per day"), labels=days, name=_("Activations"),
-                  values=activations, color=BLUE)
+    activations = dict(title=_("Activations per day"), labels=days, name=_("Activations"),
+                       values=[d.activations for d in report.days], color=BLUE)
+    cohorts = dict(
+        title=_("First payment within 7 and 30 days, by week of activation"), labels=weeks,
+        series=[Series(_("within 7 days"), [c.share_7d for c in report.cohorts], BLUE),
+                Series(_("within 30 days"), [c.share_30d for c in report.cohorts], GREEN)])
+    payers = dict(title=_("Weekly active payers"),
+                  labels=[day_label(w.week, language) for w in report.weeks],
+                  name=_("Payers"), values=[w.payers for w in report.weeks], color=TEAL)
     return {
-        "activations_wide": count_chart(**common, size=WIDE, element_id="activations-wide"),
-        "activations_narrow": count_chart(**common, size=NARROW,
+        "activations_wide": count_chart(**activations, size=WIDE, element_id="activations-wide"),
+        "activations_narrow": count_chart(**activations, size=NARROW,
                                           element_id="activations-narrow"),
-        "cohorts": share_chart(
-            title=_("First payment within 7 and 30 days, by week of activation"), labels=weeks,
-            series=[Series(_("within 7 days"), [c.share_7d for c in report.cohorts], BLUE),
-                    Series(_("within 30 days"), [c.share_30d for c in report.cohorts], GREEN)],
-            element_id="cohorts-chart"),
-        "payers": count_chart(title=_("Weekly active payers"),
-                              labels=[day_label(w.week, language) for w in report.weeks],
-                              name=_("Payers"), values=[w.payers for w in report.weeks],
-                              color=TEAL, element_id="payers-chart"),
+        "cohorts_wide": share_chart(**cohorts, size=HALF, element_id="cohorts-wide"),
+        "cohorts_narrow": share_chart(**cohorts, size=NARROW, element_id="cohorts-chart"),
+        "payers_wide": count_chart(**payers, size=HALF, element_id="payers-wide"),
+        "payers_narrow": count_chart(**payers, size=NARROW, element_id="payers-chart"),
     }
 
 

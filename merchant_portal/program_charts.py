@@ -3,8 +3,9 @@
 Charts are scaled to the width of their box, and a phone's box is small: each chart is drawn
 in a viewBox sized for the width the page's CSS gives it, with labels of 14 units, so that no
 label is drawn under 11 CSS px at 390 px nor oversized at 1280 px (see `program.html`: the
-narrow viewBox is shown 330-560 px wide, the wide one 700-1100 px). Counts get whole-number
-ticks. The exact figures are in the tables and the CSV; a chart is for the shape.
+narrow viewBox is shown 330-560 px wide below 1000 px, the wide one 928-1048 px and the half
+one 436-496 px from 1000 px on). Counts get whole-number ticks; grid lines are light, solid
+and behind the bars. The exact figures are in the tables and the CSV; a chart is for the shape.
 
 `promo_engine.backtest.report_charts` solves the same problem for the back-test report, but
 that layer is above the portal's, so these few helpers are the portal's own.
@@ -14,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from html import escape
-
-from merchant_portal.results import whole_ticks
 
 FONT = 14
 INK, MUTED, GRID = "#334155", "#64748b", "#e2e8f0"
@@ -35,16 +34,28 @@ class Size:
     height: int
 
 
-NARROW, WIDE = Size(400, 250), Size(820, 260)
+# NARROW below 1000 px (a phone's column: 11.7 px text at 390 px; at most 560 px wide),
+# WIDE across a desktop page (928-1048 px: 13-14.7 px), HALF in half of one (436-496 px).
+NARROW, WIDE, HALF = Size(400, 250), Size(1000, 280), Size(480, 280)
+
+
+def whole_ticks(top: int, most: int = 8) -> list[int]:
+    """0 to at least `top` in whole steps, at most `most` steps: 1, 2, 5, 10, 20, 50..."""
+    step = 1
+    while step * most < top:
+        step = step * 5 // 2 if str(step).startswith("2") else step * 2
+    return list(range(0, max(top, 1) + step, step))
 
 
 def day_label(day: date, language: str) -> str:
-    return f"{day.month}月{day.day}日" if language == "zh" else f"{MONTHS_EN[day.month - 1]} {day.day}"
+    return (f"{day.month}月{day.day}日" if language == "zh"
+            else f"{MONTHS_EN[day.month - 1]} {day.day}")
 
 
 def text_width(text: str) -> float:
-    """Generous for the usual sans-serif faces; CJK glyphs are square."""
-    return sum(FONT * (1.0 if ord(c) >= 0x2E80 else 0.62) for c in text)
+    """Generous for the usual sans-serif faces (DejaVu Sans, a wide one, draws "CN¥50" 3.35
+    em wide); CJK glyphs are square."""
+    return sum(FONT * (1.0 if ord(c) >= 0x2E80 else 0.7) for c in text)
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "middle", color: str = MUTED) -> str:
@@ -52,11 +63,12 @@ def _text(x: float, y: float, text: str, *, anchor: str = "middle", color: str =
             f'fill="{color}">{escape(text)}</text>')
 
 
-def bar_chart(*, title: str, labels: list[str], series: list[Series], ticks: list[float],
-              tick_label, size: Size = NARROW, element_id: str) -> str:
+def bar_chart(*, title: str, labels: list[str], series: list[Series], ticks: list,
+              tick_label, size: Size = NARROW, element_id: str, value_label=str) -> str:
     """Grouped bars, one group per label; a None value draws no bar. `ticks` from 0 up, the
-    last the axis's top; `tick_label(value)` its text."""
-    top_value = ticks[-1] or 1
+    last the axis's top; `tick_label(value)` its text, `value_label(value)` a bar's tooltip.
+    Light solid gridlines are drawn first, behind the bars; the baseline last, over them."""
+    top_value = float(ticks[-1]) or 1.0
     axis_width = max(text_width(tick_label(t)) for t in ticks) + 8
     legend_h = FONT + 12 if len(series) > 1 else 0
     left, right, top, bottom = axis_width, 6, 10 + legend_h, FONT + 12
@@ -72,7 +84,7 @@ def bar_chart(*, title: str, labels: list[str], series: list[Series], ticks: lis
         parts.append(_text(x + FONT + 5, FONT, item.name, anchor="start", color=INK))
         x += FONT + 5 + text_width(item.name) + 16
     for tick in ticks:
-        y = top + plot_h - plot_h * tick / top_value
+        y = top + plot_h - plot_h * float(tick) / top_value
         parts.append(f'<line x1="{left:.1f}" x2="{size.width - right}" y1="{y:.1f}" '
                      f'y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>')
         parts.append(_text(left - 6, y + FONT * 0.35, tick_label(tick), anchor="end"))
@@ -88,7 +100,7 @@ def bar_chart(*, title: str, labels: list[str], series: list[Series], ticks: lis
             parts.append(f'<rect x="{group_left + number * bar:.1f}" y="{top + plot_h - h:.1f}" '
                          f'width="{max(bar - 1, 0.8):.1f}" height="{h:.1f}" '
                          f'fill="{item.color}"><title>{escape(labels[index])}: '
-                         f'{escape(str(value))}</title></rect>')
+                         f'{escape(value_label(value))}</title></rect>')
     # x labels: as many as fit without touching, evenly spaced from the first.
     widest = max((text_width(label) for label in labels), default=0) + 10
     every = max(1, -(-int(widest) // max(int(slot), 1)))
@@ -110,7 +122,8 @@ def count_chart(*, title: str, labels: list[str], name: str, values: list[int], 
                      element_id=element_id)
 
 
-def share_chart(*, title: str, labels: list[str], series: list[Series], element_id: str) -> str:
+def share_chart(*, title: str, labels: list[str], series: list[Series], element_id: str,
+                size: Size = NARROW) -> str:
     """Shares (0 to 1) as percentages on a 0-100% axis."""
     return bar_chart(title=title, labels=labels, series=series, ticks=[0, 0.25, 0.5, 0.75, 1],
-                     tick_label=lambda v: f"{round(v * 100)}%", element_id=element_id)
+                     tick_label=lambda v: f"{round(v * 100)}%", size=size, element_id=element_id)

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from datetime import date
 
-import pygal
-from pygal.style import Style
 from sqlalchemy import case, distinct, func, select
 
 from merchant_portal.voucher_results import VoucherDay, VoucherResults
@@ -84,40 +81,6 @@ def results_for(campaign_id: str | None) -> Results:
         points=int(total[3]),
         days=[DayResult(day, int(r), int(c), int(m), int(p)) for day, r, c, m, p in days
               if day is not None])
-
-
-CHART_STYLE = Style(background="transparent", plot_background="transparent",
-                    foreground="#334155", foreground_strong="#0f172a",
-                    foreground_subtle="#cbd5e1", colors=("#2563eb", "#16a34a"),
-                    font_family="system-ui, -apple-system, 'Segoe UI', sans-serif")
-
-
-def chart_svg(results: Results, *, title: str, redemptions_label: str,
-              customers_label: str, empty_label: str) -> str:
-    """The per-day chart as inline SVG (pygal, rendered here: no script, no CDN)."""
-    chart = pygal.Bar(style=CHART_STYLE, js=[], height=320, width=800, legend_at_bottom=True,
-                      show_y_guides=True, x_label_rotation=30, print_values=False,
-                      disable_xml_declaration=True, no_data_text=empty_label,
-                      explicit_size=False, margin=16, title=title)
-    chart.x_labels = [day.day.isoformat() for day in results.days]
-    if results.days:  # counts: whole-number ticks (pygal would put 0.2, 0.4... under 5)
-        chart.y_labels = whole_ticks(max(max(d.redemptions, d.customers) for d in results.days))
-    chart.add(redemptions_label, [day.redemptions for day in results.days])
-    chart.add(customers_label, [day.customers for day in results.days])
-    # pygal embeds its tooltip script's config; no script is shipped (nor allowed by the
-    # portal's CSP), so the chart is plain SVG.
-    return SCRIPT.sub("", chart.render(is_unicode=True))
-
-
-def whole_ticks(top: int, most: int = 8) -> list[int]:
-    """0 to at least `top` in whole steps, at most `most` steps: 1, 2, 5, 10, 20, 50..."""
-    step = 1
-    while step * most < top:
-        step = step * 5 // 2 if str(step).startswith("2") else step * 2
-    return list(range(0, max(top, 1) + step, step))
-
-
-SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>|<script\b[^>]*/>", re.S)
 
 
 def csv_text(results: Results, vouchers: VoucherResults | None, format_minor) -> str:

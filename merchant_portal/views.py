@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from flask import (Response, abort, current_app, flash, redirect, render_template, request, session,
                    url_for)
 from flask_babel import gettext as _
-from markupsafe import Markup
 from sqlalchemy import select
 
 from merchant_portal import bp, i18n
@@ -18,15 +17,18 @@ from merchant_portal.auth import (current_user, end_session, forget_failed_sign_
 from merchant_portal.budgets import budget_view
 from merchant_portal.exchanges import exchanges
 from merchant_portal.extensions import client_address, csrf, limiter
+from merchant_portal.display import day_list, hours_text, window_text
 from merchant_portal.forms import (LoginForm, OfferForm, ReasonForm, RejectForm, document_from_form,
-                                   errors_by_field, form_data_from_document)
+                                   error_summary, errors_by_field, form_data_from_document)
 from merchant_portal.models import (ADMIN, APPROVED, DRAFT, MERCHANT, OFFER_STATES, PENDING,
                                     REJECTED, Merchant, MerchantOffer)
 from merchant_portal.offers import (PAUSABLE, OfferRefused, approve_offer, create_offer,
                                     duplicate_offer, live_campaign, pause_campaign, reject_offer,
                                     resume_campaign, submit_offer, update_offer)
+from merchant_portal.missed import missed_for
 from merchant_portal.outranked import outranked_for
-from merchant_portal.results import chart_svg, csv_text, results_for
+from merchant_portal.results import csv_text, results_for
+from merchant_portal.results_charts import results_charts
 from merchant_portal.scoping import offer_or_404, offers_for, own_offer_or_404
 from merchant_portal.voucher_results import VoucherResults, issues_vouchers, voucher_results_for
 from promo_engine.api.errors import is_portal_request
@@ -75,7 +77,8 @@ def portal_globals():
             "format_money": i18n.format_money, "format_number": i18n.format_number,
             "format_percent": i18n.format_percent,
             "format_local": i18n.format_local, "state_label": state_label,
-            "status_label": status_label, "type_label": type_label}
+            "status_label": status_label, "type_label": type_label,
+            "day_list": day_list, "hours_text": hours_text, "window_text": window_text}
 
 
 def state_label(state: str) -> str:
@@ -210,6 +213,7 @@ def new_offer(user):
         field_errors, general = errors_by_field(problems.pairs)
     status = 422 if request.method == "POST" else 200
     return render_template("offers/form.html", form=form, offer=None, errors=field_errors,
+                           summary=error_summary(form, field_errors),
                            general_errors=general), status
 
 
@@ -218,7 +222,8 @@ def new_offer(user):
 def offer(user, offer_id: int):
     found = offer_or_404(user, offer_id)
     view = _view_of(found, _settings().currency)
-    return render_template("offers/detail.html", **view)
+    merchant = db.session.get(Merchant, found.merchant_id) if user.is_admin else None
+    return render_template("offers/detail.html", **view, merchant=merchant)
 
 
 @bp.route("/offers/<row_id:offer_id>/edit", methods=["GET", "POST"])
@@ -241,6 +246,7 @@ def edit_offer(user, offer_id: int):
         field_errors, general = errors_by_field(problems.pairs)
     status = 422 if request.method == "POST" else 200
     return render_template("offers/form.html", form=form, offer=found, errors=field_errors,
+                           summary=error_summary(form, field_errors),
                            general_errors=general), status
 
 
@@ -311,12 +317,11 @@ def results(user, offer_id: int):
     found = offer_or_404(user, offer_id)
     currency = _settings().currency
     figures = results_for(found.campaign_id)
-    svg = chart_svg(figures, title=_("Redemptions per day"),
-                    redemptions_label=_("Redemptions"), customers_label=_("Customers"),
-                    empty_label=_("No redemptions yet"))
     return render_template("offers/results.html", **_view_of(found, currency), figures=figures,
-                           chart=Markup(svg), vouchers=_vouchers_of(found),
-                           outranked=outranked_for(found.campaign_id))
+                           charts=results_charts(figures, currency, i18n.language()),
+                           vouchers=_vouchers_of(found),
+                           outranked=outranked_for(found.campaign_id),
+                           missed=missed_for(found.campaign_id))
 
 
 @bp.get("/offers/<row_id:offer_id>/results.csv")
@@ -344,9 +349,10 @@ def admin_campaigns(user):
         .where(MerchantOffer.campaign_id.is_not(None))).all())
     pending = db.session.scalar(select(db.func.count()).select_from(MerchantOffer)
                                 .where(MerchantOffer.state == PENDING))
+    merchants = dict(db.session.execute(select(Merchant.id, Merchant.name)).all())
     currency = _settings().currency
     return render_template("admin/campaigns.html", campaigns=campaigns, offer_ids=offer_ids,
-                           pending=pending, pausable=PAUSABLE, paused=PAUSED,
+                           merchants=merchants, pending=pending, pausable=PAUSABLE, paused=PAUSED,
                            reason_form=ReasonForm(), currency=currency,
                            exchanges=exchanges(campaigns, currency))
 
@@ -362,8 +368,17 @@ def admin_offers(user):
         state = "all"
     rows = db.session.scalars(query).all()
     merchants = {m.id: m for m in db.session.scalars(select(Merchant))}
+    currency = _settings().currency
+    budgets = {o.id: _view_of(o, currency)["budget"] for o in rows}
     return render_template("admin/offers.html", rows=rows, state=state, states=OFFER_STATES,
-                           merchants=merchants, reject_form=RejectForm())
+                           merchants=merchants, budgets=budgets, currency=currency)
+
+
+def _after_decision(offer_id: int, code: int = 302):
+    """Back to the offer's page when decided there, else to the pending offers."""
+    if request.form.get("back") == "offer":
+        return redirect(url_for("portal.offer", offer_id=offer_id), code)
+    return redirect(url_for("portal.admin_offers", state=PENDING), code)
 
 
 @bp.post("/admin/offers/<row_id:offer_id>/approve")
@@ -371,13 +386,13 @@ def admin_offers(user):
 def admin_approve(user, offer_id: int):
     found = offer_or_404(user, offer_id)
     try:
-        campaign_id = approve_offer(user, found.id)
+        approve_offer(user, found.id)
     except OfferRefused as exc:
         flash(str(exc), "error")
     else:
-        flash(_("Approved: campaign %(id)s is live on its schedule.", id=campaign_id),
+        flash(_("Approved: “%(name)s” gives rewards on its dates.", name=found.name),
               "success")
-    return redirect(url_for("portal.admin_offers", state=PENDING))
+    return _after_decision(found.id)
 
 
 @bp.post("/admin/offers/<row_id:offer_id>/reject")
@@ -387,21 +402,23 @@ def admin_reject(user, offer_id: int):
     form = RejectForm()
     if not form.validate():
         flash(_("Give a reason for the rejection: the merchant will see it."), "error")
-        return redirect(url_for("portal.admin_offers", state=PENDING)), 303
+        return _after_decision(found.id, 303)
     try:
         reject_offer(user, found.id, form.reason.data)
     except OfferRefused as exc:
         flash(str(exc), "error")
     else:
         flash(_("Rejected. The merchant sees your reason."), "success")
-    return redirect(url_for("portal.admin_offers", state=PENDING))
+    return _after_decision(found.id)
 
 
 @bp.post("/admin/campaigns/<campaign_id:campaign_id>/pause")
 @login_required(ADMIN)
 def admin_pause(user, campaign_id: str):
-    if db.session.get(CampaignRecord, campaign_id) is None:
+    record = db.session.get(CampaignRecord, campaign_id)
+    if record is None:
         abort(404)
+    name = record.name or campaign_id
     form = ReasonForm()
     reason = (form.reason.data or "").strip() or "paused by the bank"
     try:
@@ -409,20 +426,22 @@ def admin_pause(user, campaign_id: str):
     except OfferRefused as exc:
         flash(str(exc), "error")
     else:
-        flash(_("Campaign %(id)s paused.", id=campaign_id), "success")
+        flash(_("“%(name)s” paused.", name=name), "success")
     return redirect(url_for("portal.admin_campaigns"))
 
 
 @bp.post("/admin/campaigns/<campaign_id:campaign_id>/resume")
 @login_required(ADMIN)
 def admin_resume(user, campaign_id: str):
-    if db.session.get(CampaignRecord, campaign_id) is None:
+    record = db.session.get(CampaignRecord, campaign_id)
+    if record is None:
         abort(404)
+    name = record.name or campaign_id
     try:
         resume_campaign(user, campaign_id)
     except OfferRefused as exc:
         flash(str(exc), "error")
     else:
-        flash(_("Campaign %(id)s resumed.", id=campaign_id), "success")
+        flash(_("“%(name)s” resumed.", name=name), "success")
     return redirect(url_for("portal.admin_campaigns"))
 

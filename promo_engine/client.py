@@ -2,9 +2,12 @@
 operators' scripts and load tests."""
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -19,9 +22,45 @@ class Reply:
     text: str
 
 
+class Unreachable(Exception):
+    """No HTTP answer came from the service: `reason` says why, in a few words."""
+
+    def __init__(self, base_url: str, reason: str, *, timed_out: bool = False):
+        super().__init__(f"cannot reach {base_url} ({reason})")
+        self.base_url, self.reason, self.timed_out = base_url, reason, timed_out
+
+
+class BadUrl(ValueError):
+    """The base URL is not an http(s) URL."""
+
+
+def _why(error: BaseException, timeout: float) -> str:
+    """A few words for why a request got no answer."""
+    if isinstance(error, urllib.error.URLError) and not isinstance(error.reason, str):
+        error = error.reason
+    if isinstance(error, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return "unknown host"
+    if isinstance(error, (ConnectionResetError, http.client.RemoteDisconnected)):
+        return "the connection was closed without an answer"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(getattr(error, "reason", error)) or type(error).__name__
+
+
 class PromoClient:
     def __init__(self, base_url: str, key_id: str, secret: str, *, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadUrl(f"{base_url!r} is not a URL like http://127.0.0.1:8000")
+        try:
+            parts.port  # noqa: B018 (raises for a port that is not a number)
+        except ValueError:
+            raise BadUrl(f"{base_url!r} has no valid port") from None
         self.key_id, self.secret, self.timeout = key_id, secret, timeout
 
     def request(self, method: str, path: str, body: dict | None = None) -> Reply:
@@ -38,6 +77,10 @@ class PromoClient:
                 return self._reply(response.status, response.headers, response.read())
         except urllib.error.HTTPError as error:
             return self._reply(error.code, error.headers, error.read())
+        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+            reason = _why(error, self.timeout)
+            raise Unreachable(self.base_url, reason,
+                              timed_out=reason.startswith("no answer within")) from None
 
     @staticmethod
     def _reply(status, headers, raw: bytes) -> Reply:

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
+from conftest import make_redis_settings, running_app
 from wallet import (OPEN_RANGE, activation, install_campaigns, new_wallet_client, payment,
-                    without_ids)
+                    refund, without_ids)
 
 CAMPAIGNS = f"""
 id: dining-15
@@ -95,8 +96,79 @@ def test_same_event_id_with_other_body_conflicts_and_changes_nothing(wallet):
     wallet.event(**payment("evt_1", "50.00", at=SATURDAY_NOON))
     response = wallet.event(**payment("evt_1", "60.00", at=SATURDAY_NOON))
     assert response.status_code == 409
-    assert response.get_json()["error"]["code"] == "idempotency_conflict"
+    assert response.get_json()["error"] == {
+        "code": "idempotency_conflict",
+        "message": "event_id evt_1 was already recorded with a different body: amount was "
+                   "50.00, this request has 60.00. Resend the original body to get the "
+                   "recorded answer",
+        "fields": {"event_id": ["already recorded with a different body"],
+                   "amount": ["was 50.00, this request has 60.00"]}}
     assert wallet.get("/v1/users/u_1/points").get_json()["points_balance"] == 150
+
+
+def conflict_of(wallet, first: dict, second: dict) -> dict:
+    assert wallet.event(**first).status_code == 201
+    response = wallet.event(**second)
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["code"] == "idempotency_conflict"
+    return error
+
+
+def test_a_conflict_names_each_recorded_column_that_differs(wallet):
+    """The quickstart's mistake: the same payment sent again with occurred_at set to now."""
+    error = conflict_of(
+        wallet, payment("pay-0001", "128.50", at="2026-06-13T03:50:01Z"),
+        payment("pay-0001", "128.50", at="2026-06-13T03:52:10Z", merchant_id="m_200",
+                device_id="d-1"))
+    assert error["message"] == (
+        "event_id pay-0001 was already recorded with a different body: occurred_at was "
+        "2026-06-13T03:50:01Z, this request has 2026-06-13T03:52:10Z; merchant_id was m_100, "
+        "this request has m_200. Resend the original body to get the recorded answer")
+    assert error["fields"] == {
+        "event_id": ["already recorded with a different body"],
+        "occurred_at": ["was 2026-06-13T03:50:01Z, this request has 2026-06-13T03:52:10Z"],
+        "merchant_id": ["was m_100, this request has m_200"]}
+
+
+def test_a_conflict_names_an_absent_field_and_a_refund_s_original(wallet):
+    wallet.event(**payment("pay-1", "50.00"))
+    wallet.event(**payment("pay-2", "50.00"))
+    error = conflict_of(wallet, refund("ref-1", "pay-1", "10.00"),
+                        refund("ref-1", "pay-2", "10.00"))
+    assert error["fields"] == {"event_id": ["already recorded with a different body"],
+                               "original_event_id": ["was pay-1, this request has pay-2"]}
+    error = conflict_of(wallet, payment("pay-3", "10.00", device_id="d-1"),
+                        payment("pay-3", "10.00"))
+    assert error["fields"]["device_id"] == ["was d-1, this request has absent"]
+
+
+@pytest.mark.parametrize("first, second", [
+    (payment("p1", "40.00", at="2026-06-13T04:00:00Z"),
+     payment("p1", "40.00", at="2026-06-13T04:00:00+00:00")),
+    (payment("p1", "40.00"), payment("p1", "40.0")),
+    (payment("p1", "40.00", attributes={"segment": "gold"}),
+     payment("p1", "40.00", attributes={"segment": "silver"}))])
+def test_a_conflict_in_no_recorded_column_says_what_else_can_differ(wallet, first, second):
+    error = conflict_of(wallet, first, second)
+    assert error == {
+        "code": "idempotency_conflict",
+        "message": "event_id p1 was already recorded with a different body: its type, user, "
+                   "merchant, amount, currency and occurred_at match, so another field "
+                   "differs (attributes, for example), or a value is written differently (the "
+                   "same instant with Z or +00:00, 40.0 or 40.00: the canonical JSON of the "
+                   "body is compared). Resend the original body to get the recorded answer",
+        "fields": {"event_id": ["already recorded with a different body"]}}
+
+
+def test_a_conflict_answered_from_the_replay_cache_names_the_difference(database_url,
+                                                                        redis_prefix, tmp_path):
+    with running_app(make_redis_settings(database_url, redis_prefix)) as app:
+        install_campaigns(app, CAMPAIGNS, tmp_path)
+        error = conflict_of(new_wallet_client(app), payment("p1", "40.00"),
+                            payment("p1", "40.00", user_id="u_2"))
+    assert error["fields"] == {"event_id": ["already recorded with a different body"],
+                               "user_id": ["was u_1, this request has u_2"]}
 
 
 def test_event_ids_are_per_client(app, wallet):

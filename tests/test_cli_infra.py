@@ -180,3 +180,36 @@ def test_readme_run_command_serves():
 
 def test_ci_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")]).returncode == 0
+
+
+GENERATED_FILES_SCRIPT = """
+import os
+from sqlalchemy import create_engine, text
+from promo_engine.config import Settings
+from promo_engine.ledger.database import configure_engine, engine_options
+settings = Settings.from_env()
+engine = create_engine(settings.database_url, **engine_options(settings.database_url))
+configure_engine(engine)
+with engine.connect() as connection:
+    connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    connection.commit()
+    print("\\n".join(sorted(os.listdir("."))))
+"""
+
+
+def test_the_files_a_default_server_writes_are_ignored_by_git(tmp_path):
+    """With the defaults, the working directory gets the generated secret and the SQLite
+    file (with its -wal and -shm while connections are open): none may be committed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
+    done = subprocess.run([sys.executable, "-c", GENERATED_FILES_SCRIPT], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    generated = done.stdout.split()
+    assert generated == [".promo-engine-secret", "promo-engine.db", "promo-engine.db-shm",
+                         "promo-engine.db-wal"]
+    for folder in ("", "campaigns/"):  # where a user may run it, in a clone
+        names = [folder + name for name in generated]
+        checked = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=ROOT,
+                                 capture_output=True, text=True)
+        assert checked.stdout.split() == names
+    assert {".promo-engine-secret", "promo-engine.db", "promo-engine.db-shm",
+            "promo-engine.db-wal"} <= set((ROOT / ".gitignore").read_text().split())

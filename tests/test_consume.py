@@ -412,8 +412,11 @@ def test_refund_beyond_the_payment_and_a_reused_event_id_are_dead_lettered(app, 
         error("refund_exceeds_payment",
               "refunds would exceed the payment; at most 10.00 is left to refund",
               {"amount": ["refunds would exceed the payment; at most 10.00 is left to refund"]}),
-        error("idempotency_conflict", "event_id pay-1 was already used with a different body",
-              {"event_id": ["already used with a different body"]})]
+        error("idempotency_conflict",
+              "event_id pay-1 was already recorded with a different body: amount was 30.00, "
+              "this request has 31.00. Resend the original body to get the recorded answer",
+              {"event_id": ["already recorded with a different body"],
+               "amount": ["was 30.00, this request has 31.00"]})]
     statuses = [decoded(f)["status"] for _, f in streams.entries(streams.results)]
     assert statuses == ["201", "201", "422", "409"]
     assert streams.pending() == []

@@ -40,11 +40,14 @@ def cancel(event_id: str, original: str, *, user_id: str = "u_1") -> dict:
             "occurred_at": "2026-06-15T14:00:00+08:00", "original_event_id": original}
 
 
+SERVER = "http://127.0.0.1:8000"  # the description's server: openapi-core matches it
+
+
 def conforms(openapi, response, body: bytes = b"", *, request_too: bool = True):
     """Validate the request that was sent (its body given again: the stream is consumed)
     and the response against the description."""
     sent = response.request
-    request = MockRequest("http://localhost", sent.method.lower(), sent.path,
+    request = MockRequest(SERVER, sent.method.lower(), sent.path,
                           args=dict(sent.args), headers=dict(sent.headers), data=body,
                           content_type=sent.mimetype or "application/json")
     if request_too:
@@ -180,12 +183,31 @@ def test_every_signed_operation_documents_what_any_signed_request_can_meet(app, 
     assert "Retry-After" not in responses["401"].get("headers", {})
 
 
+def request_schema(doc: dict, name: str = "EventRequest") -> dict:
+    """A request body's schema with the document's components, for a JSON Schema
+    validator (the variants of the oneOf are references)."""
+    return {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+
+
 def test_request_description_states_the_programs_rules(app):
     schemas = app.test_client().get("/v1/openapi.json").get_json()["components"]["schemas"]
-    event, quote = schemas["EventRequest"], schemas["QuoteRequest"]
-    assert event["properties"]["type"]["enum"] == [
-        "activation", "cancel", "payment", "redemption", "refund"]
-    assert quote["properties"]["type"]["enum"] == ["activation", "payment", "redemption"]
+    assert schemas["EventRequest"]["discriminator"] == {"propertyName": "type", "mapping": {
+        kind: f"#/components/schemas/{kind.capitalize()}Event"
+        for kind in ("activation", "cancel", "payment", "redemption", "refund")}}
+    assert schemas["QuoteRequest"]["discriminator"] == {"propertyName": "type", "mapping": {
+        kind: f"#/components/schemas/{kind.capitalize()}Quote"
+        for kind in ("activation", "payment", "redemption")}}
+    assert [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["EventRequest"]["oneOf"]] == [
+        "ActivationEvent", "CancelEvent", "PaymentEvent", "RedemptionEvent", "RefundEvent"]
+    event = schemas["PaymentEvent"]
+    assert event["properties"]["type"]["enum"] == ["payment"]
+    assert event["required"] == ["type", "user_id", "occurred_at", "event_id", "merchant_id",
+                                 "amount", "currency"]
+    assert schemas["RefundEvent"]["required"][-1] == "original_event_id"
+    assert schemas["CancelEvent"]["required"] == ["type", "user_id", "occurred_at", "event_id",
+                                                  "original_event_id"]
+    assert schemas["PaymentQuote"]["required"] == ["type", "user_id", "occurred_at",
+                                                   "merchant_id", "amount", "currency"]
     assert event["properties"]["currency"]["enum"] == ["CNY"]
     assert event["properties"]["amount"]["pattern"] == (
         r"^0*([1-9][0-9]{0,8}(\.[0-9]{1,2})?|1000000000(\.0{1,2})?|0\.([1-9][0-9]{0,1}|0[1-9]))$")
@@ -193,12 +215,25 @@ def test_request_description_states_the_programs_rules(app):
         r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
         r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
         r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
-    assert event["dependentRequired"] == {"amount": ["currency"], "currency": ["amount"]}
-    assert "original_event_id" not in quote["properties"]
-    assert schemas["Reward"]["properties"]["amount"]["pattern"] == r"^-?[0-9]+\.[0-9]{2}$"
-    assert event["properties"]["campaign_id"]["pattern"] == "^[a-z0-9-]{1,64}$"
+    assert schemas["ActivationEvent"]["dependentRequired"] == {"amount": ["currency"],
+                                                               "currency": ["amount"]}
+    for kind in ("Activation", "Payment", "RedemptionBurn", "RedemptionExchange"):
+        assert "original_event_id" not in schemas[kind + "Quote"]["properties"]
+    for kind in ("RedemptionBurn", "RedemptionExchange", "Cancel"):
+        assert not {"merchant_id", "amount", "currency"} & set(
+            schemas[kind + "Event"]["properties"])
+    # a redemption burns points or exchanges them for a campaign's reward: exactly one
+    assert schemas["RedemptionEvent"]["oneOf"] == [
+        {"$ref": "#/components/schemas/RedemptionBurnEvent"},
+        {"$ref": "#/components/schemas/RedemptionExchangeEvent"}]
+    burn, exchange = schemas["RedemptionBurnEvent"], schemas["RedemptionExchangeEvent"]
+    assert (burn["required"][-1], exchange["required"][-1]) == ("points", "campaign_id")
+    assert "campaign_id" not in burn["properties"] and "points" not in exchange["properties"]
+    for kind in ("DiscountReward", "CashbackReward"):
+        assert schemas[kind]["properties"]["amount"]["pattern"] == r"^-?[0-9]+\.[0-9]{2}$"
+    assert exchange["properties"]["campaign_id"]["pattern"] == "^[a-z0-9-]{1,64}$"
     assert event["properties"]["device_id"]["pattern"] == "^[A-Za-z0-9_.:-]{1,128}$"
-    assert event["properties"]["points"] | {"description": ""} == {
+    assert burn["properties"]["points"] | {"description": ""} == {
         "type": "integer", "minimum": 1, "maximum": 10**12, "description": ""}
     assert event["properties"]["vouchers"] | {"description": ""} == {
         "type": "array", "minItems": 1, "maxItems": 5, "uniqueItems": True, "description": "",
@@ -206,6 +241,21 @@ def test_request_description_states_the_programs_rules(app):
     assert "0.01 CNY each" in event["properties"]["redeem_points"]["description"]
     for voucher in ("Voucher", "UserVoucher"):
         assert schemas[voucher]["properties"]["min_amount"]["pattern"] == r"^[0-9]+\.[0-9]{2}$"
+
+
+def test_rewards_are_a_oneof_keyed_on_kind(app):
+    schemas = app.test_client().get("/v1/openapi.json").get_json()["components"]["schemas"]
+    assert schemas["Reward"]["discriminator"] == {"propertyName": "kind", "mapping": {
+        kind: f"#/components/schemas/{kind.capitalize()}Reward"
+        for kind in ("points", "discount", "cashback", "voucher")}}
+    assert {name: schemas[name]["required"] for name in (
+        "PointsReward", "DiscountReward", "CashbackReward", "VoucherReward")} == {
+        "PointsReward": ["campaign_id", "kind", "points"],
+        "DiscountReward": ["amount", "campaign_id", "currency", "kind"],
+        "CashbackReward": ["amount", "campaign_id", "currency", "kind"],
+        "VoucherReward": ["campaign_id", "kind", "voucher"]}
+    assert "held" in schemas["CashbackReward"]["properties"]
+    assert "held" not in schemas["DiscountReward"]["properties"]
 
 
 def test_description_refuses_redeem_points_when_a_point_is_worth_nothing():
@@ -222,9 +272,7 @@ def test_description_refuses_redeem_points_when_a_point_is_worth_nothing():
     body = payment("p1", "10.00", redeem_points=1)
     for value, valid in ((Decimal("0"), False), (Decimal("0.05"), True)):
         doc = build_spec(BUILTIN_EVENT_TYPES, "CNY", value)
-        schema = {**doc["components"]["schemas"]["EventRequest"],
-                  "$defs": doc["components"]["schemas"]}
-        assert Draft202012Validator(schema).is_valid(body) == valid
+        assert Draft202012Validator(request_schema(doc)).is_valid(body) == valid
         server = EventRequestSchema(event_types=BUILTIN_EVENT_TYPES, currency="CNY",
                                     point_value=value)
         if valid:
@@ -233,7 +281,7 @@ def test_description_refuses_redeem_points_when_a_point_is_worth_nothing():
             with pytest.raises(ValidationError) as refused:
                 server.load(body)
             assert refused.value.messages == {"redeem_points": [POINTS_OFF_MESSAGE]}
-            assert "turned off" in doc["components"]["schemas"]["EventRequest"][
+            assert "turned off" in doc["components"]["schemas"]["PaymentEvent"][
                 "properties"]["redeem_points"]["description"]
 
 
@@ -282,9 +330,7 @@ def test_request_description_agrees_with_the_server(app, body, valid):
     """What the description's JSON Schema accepts, the server accepts, and the reverse."""
     from jsonschema import Draft202012Validator
     doc = app.test_client().get("/v1/openapi.json").get_json()
-    schema = {**doc["components"]["schemas"]["EventRequest"],
-              "$defs": doc["components"]["schemas"]}
-    assert Draft202012Validator(schema).is_valid(body) == valid
+    assert Draft202012Validator(request_schema(doc)).is_valid(body) == valid
     wallet = new_wallet_client(app)
     wallet.event(**payment("p1", "10.00"))
     response = wallet.event(**body)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from test_portal_support import (OFFER, accounts, admin, approve, audit_rows,  # noqa: F401
-                                 campaign_row, flashes, merchant_a, merchant_b, offer_row)
+from test_portal_support import (MULTIPLIER, OFFER, accounts, admin,  # noqa: F401
+                                 approve, audit_rows, campaign_row, flashes, merchant_a,
+                                 merchant_b, offer_row)
 from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
 
 YAML = f"""
@@ -39,6 +40,12 @@ def test_admin_sees_every_campaign_and_yaml_ones_are_managed_in_code(app, admin,
     assert "badge-managed" not in portal_row
     assert f'action="/portal/admin/campaigns/m-m-100-{offer_id}/pause"' in portal_row
     assert 'data-campaign-status="open"' in portal_row
+    # people see the merchant's name and the offer's name, never their ids
+    shown = re.sub(r"<[^>]+>", " ", portal_row)
+    assert "merchant: Tea House" in " ".join(shown.split())
+    assert "m-m-100" not in shown and "m_100" not in shown
+    assert "placeholder" not in portal_row  # a labelled reason, not a placeholder cut off
+    assert "<code" in yaml_row and "spring-dining" in re.sub(r"<[^>]+>", " ", yaml_row)
 
 
 def test_admin_cannot_pause_a_yaml_campaign_from_the_portal(app, admin, tmp_path):
@@ -58,6 +65,7 @@ def test_pending_offers_list_with_approve_and_reject_forms(app, admin, merchant_
     assert f'action="/portal/admin/offers/{pending}/approve"' in page.text
     assert re.search(rf'action="/portal/admin/offers/{pending}/reject".*?name="reason" required',
                      page.text, re.S)
+    assert "placeholder" not in page.text  # no placeholder to be cut off: a labelled field
     everything = admin.get("/portal/admin/offers?state=all")
     assert sorted(re.findall(r'<tr data-offer-id="(\d+)"', everything.text)) == sorted(
         [str(pending), str(draft)])
@@ -71,7 +79,7 @@ def test_approval_creates_the_campaign_in_one_audited_step(app, admin, merchant_
     assert response.headers["Location"] == "/portal/admin/offers?state=pending"
     campaign_id = f"m-m-100-{offer_id}"
     assert flashes(admin.get("/portal/admin/offers")) == [
-        f"Approved: campaign {campaign_id} is live on its schedule."]
+        "Approved: “Spring 15% off” gives rewards on its dates."]
     offer = offer_row(app, offer_id)
     assert offer["state"] == "approved" and offer["campaign_id"] == campaign_id
     assert offer["decided_by"] == "marketing@bank.cn"
@@ -133,7 +141,7 @@ def test_admin_pauses_and_resumes_a_merchant_campaign(app, admin, merchant_a):
     campaign_id = f"m-m-100-{offer_id}"
     response = admin.post(f"/portal/admin/campaigns/{campaign_id}/pause",
                           {"reason": "complaints"}, follow_redirects=True)
-    assert flashes(response) == [f"Campaign {campaign_id} paused."]
+    assert flashes(response) == ["“Spring 15% off” paused."]
     assert campaign_row(app, campaign_id)["status"] == "paused"
     assert audit_rows(app, campaign_id)[-1] == ("open", "paused", "portal:marketing@bank.cn",
                                                 "complaints")
@@ -197,3 +205,67 @@ def test_an_approved_offer_gives_rewards_and_a_paused_one_stops(app, admin, merc
         {"campaign_id": None, "kind": "points", "points": 100}]
     merchant_a.post(f"/portal/offers/{offer_id}/pause")
     assert _rewards(wallet, "e3") == [{"campaign_id": None, "kind": "points", "points": 100}]
+
+
+def decision_forms(page) -> dict[str, str]:
+    """action -> the form's HTML, for the approve and reject forms of a page."""
+    return dict(re.findall(r'<form method="post" action="(/portal/admin/offers/\d+/\w+)"'
+                           r'[^>]*>(.*?)</form>', page.text, re.S))
+
+
+def test_offer_page_has_approve_and_reject_for_admins_only(app, admin, merchant_a):
+    offer_id = submitted_offer(merchant_a)
+    page = admin.get(f"/portal/offers/{offer_id}")
+    forms = decision_forms(page)
+    assert sorted(forms) == [f"/portal/admin/offers/{offer_id}/approve",
+                             f"/portal/admin/offers/{offer_id}/reject"]
+    for form in forms.values():  # POST with the CSRF token, back to this page
+        assert re.search(r'name="csrf_token" value="[^"]+"', form)
+        assert '<input type="hidden" name="back" value="offer">' in form
+    reject = forms[f"/portal/admin/offers/{offer_id}/reject"]
+    assert re.search(r'<textarea id="reason-\d+" name="reason" required', reject)
+    # Each confirmed in place: the buttons open a <details> with the confirming form.
+    assert re.findall(r'<summary class="btn[^"]*">([^<]*)</summary>', page.text) == [
+        "Approve…", "Reject…"]
+    assert "Approve “Spring 15% off”? It gives rewards on its dates from then on." in page.text
+    assert "Tea House" in page.text  # the merchant, by name
+    assert decision_forms(merchant_a.get(f"/portal/offers/{offer_id}")) == {}
+    admin.get("/portal/lang/zh")
+    chinese = admin.get(f"/portal/offers/{offer_id}")
+    assert re.findall(r'<summary class="btn[^"]*">([^<]*)</summary>', chinese.text) == [
+        "批准…", "拒绝…"]
+    assert "批准「Spring 15% off」？批准后它将在其日期内发放奖励。" in chinese.text
+
+
+def test_approve_and_reject_from_the_offer_page_come_back_to_it(app, admin, merchant_a):
+    first, second = submitted_offer(merchant_a), submitted_offer(merchant_a)
+    response = admin.post(f"/portal/admin/offers/{first}/approve", {"back": "offer"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/portal/offers/{first}"
+    page = admin.get(f"/portal/offers/{first}")
+    assert flashes(page) == ["Approved: “Spring 15% off” gives rewards on its dates."]
+    assert decision_forms(page) == {}  # approved: nothing left to decide
+    admin.get("/portal/lang/zh")
+    response = admin.post(f"/portal/admin/offers/{second}/reject",
+                          {"back": "offer", "reason": "预算过高"})
+    assert response.headers["Location"] == f"/portal/offers/{second}"
+    assert flashes(admin.get(f"/portal/offers/{second}")) == ["已拒绝。商户会看到您的原因。"]
+    assert offer_row(app, second)["rejection_reason"] == "预算过高"
+
+
+def test_approvals_list_shows_each_offers_budget(app, admin, merchant_a):
+    money = submitted_offer(merchant_a)
+    points = submitted_offer(merchant_a, **{**MULTIPLIER, "budget_amount": ""})
+    uncapped = submitted_offer(merchant_a, budget_amount="")
+
+    def budgets(page):
+        return dict(re.findall(r'<tr data-offer-id="(\d+)">.*?data-stat="budget">([^<]*)</td>',
+                               page.text, re.S))
+
+    page = admin.get("/portal/admin/offers?state=pending")
+    assert "<th>Budget</th>" in page.text
+    assert budgets(page) == {str(money): "CN¥1,000.00", str(points): "100,000 points",
+                             str(uncapped): "no budget cap"}
+    admin.get("/portal/lang/zh")
+    assert budgets(admin.get("/portal/admin/offers?state=pending")) == {
+        str(money): "¥1,000.00", str(points): "100,000 积分", str(uncapped): "无预算上限"}

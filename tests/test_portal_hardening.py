@@ -86,7 +86,7 @@ def test_campaign_ids_that_no_campaign_can_have_are_404(app, merchant_a, admin):
             assert response.status_code == 404, (bad, action)
     paused = admin.post(f"/portal/admin/campaigns/{campaign_id}/pause", {"reason": "checking"})
     assert paused.status_code == 302
-    assert flashes(admin.get("/portal/admin/campaigns")) == [f"Campaign {campaign_id} paused."]
+    assert flashes(admin.get("/portal/admin/campaigns")) == ["“Spring 15% off” paused."]
 
 
 def test_unknown_offer_state_filters_list_every_offer(app, merchant_a, admin):

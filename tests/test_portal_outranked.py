@@ -61,11 +61,11 @@ def test_the_outranking_campaign_is_named_with_its_payments(app, merchant_a,
     page = merchant_a.get(f"/portal/offers/{outranked_offer}/results")
     assert page.status_code == 200
     assert re.search(r'id="metric-redemptions">([^<]*)<', page.text).group(1) == "2"
-    lines = re.findall(r"<li>(.*?)</li>", section(page), re.S)
+    lines = re.findall(r"<li[^>]*>(.*?)</li>", section(page), re.S)
     assert lines == [LINE_EN]
     merchant_a.get("/portal/lang/zh")
     chinese = merchant_a.get(f"/portal/offers/{outranked_offer}/results")
-    assert re.findall(r"<li>(.*?)</li>", section(chinese), re.S) == [LINE_ZH]
+    assert re.findall(r"<li[^>]*>(.*?)</li>", section(chinese), re.S) == [LINE_ZH]
     assert "为什么有些付款没有享受您的优惠" in chinese.text
 
 
@@ -73,7 +73,7 @@ def test_one_payment_is_singular_and_names_are_escaped(app, tmp_path, merchant_a
     offer_id = live_offer(merchant_a, admin)
     install_campaigns(app, WEEKEND.replace("Weekend 3x points", "Weekend <b>3x</b>"), tmp_path)
     post(app, payment("s1", "100.00", at=SATURDAY))
-    lines = re.findall(r"<li>(.*?)</li>",
+    lines = re.findall(r"<li[^>]*>(.*?)</li>",
                        section(merchant_a.get(f"/portal/offers/{offer_id}/results")), re.S)
     assert lines == [  # the campaign's name is text, escaped
         "Your offer was outranked by the bank's Weekend &lt;b&gt;3x&lt;/b&gt; on 1 payment"]
@@ -96,5 +96,40 @@ def test_a_multiplier_beaten_in_its_stacking_group(app, tmp_path, merchant_a, ad
          payment("w1", "100.00", at=MONDAY))
     page = merchant_a.get(f"/portal/offers/{offer_id}/results")
     assert re.search(r'id="metric-redemptions">([^<]*)<', page.text).group(1) == "1"
-    assert re.findall(r"<li>(.*?)</li>", section(page), re.S) == [
-        "Your offer was outranked by the bank's Weekend 3x points on 2 payments"]
+    assert re.findall(r'<li data-reason="(\w+)">(.*?)</li>', section(page), re.S) == [
+        ("beaten_by_multiplier", "On 2 payments a higher multiplier from the bank's Weekend 3x "
+         "points applied instead of your ×2 offer (multipliers don't add up)")]
+    merchant_a.get("/portal/lang/zh")
+    chinese = merchant_a.get(f"/portal/offers/{offer_id}/results")
+    assert re.findall(r"<li[^>]*>(.*?)</li>", section(chinese), re.S) == [
+        "有 2 笔付款适用了银行「Weekend 3x points」更高的倍数，而不是您的 ×2 优惠（倍数不叠加）"]
+
+
+def test_the_same_multiplier_that_comes_first(app, tmp_path, merchant_a, admin):
+    offer_id = live_offer(merchant_a, admin, **{**MULTIPLIER, "percent": "",
+                                                 "max_discount": "", "budget_amount": ""})
+    install_campaigns(app, WEEKEND.replace("exclusive: true\n", "").replace(
+        "multiplier: 3", "multiplier: 2"), tmp_path)  # the same 2x, of higher priority
+    post(app, payment("s1", "100.00", at=SATURDAY))
+    page = merchant_a.get(f"/portal/offers/{offer_id}/results")
+    assert re.findall(r"<li[^>]*>(.*?)</li>", section(page), re.S) == [
+        "On 1 payment the same multiplier from the bank's Weekend 3x points, which comes "
+        "first, applied instead of your ×2 offer (multipliers don't add up)"]
+
+
+def test_the_line_uses_the_reason_the_engine_explains(app, tmp_path, merchant_a, admin):
+    """The results page's reason is the one `POST /v1/quote?explain=true` gives for the
+    offer on such a payment."""
+    offer_id = live_offer(merchant_a, admin, **{**MULTIPLIER, "percent": "",
+                                                 "max_discount": "", "budget_amount": ""})
+    install_campaigns(app, WEEKEND.replace("exclusive: true\n", ""), tmp_path)
+    body = payment("q1", "100.00", at=SATURDAY)
+    body.pop("event_id")
+    quoted = new_wallet_client(app).post("/v1/quote?explain=true", body)
+    assert quoted.status_code == 200, quoted.json
+    reasons = {e["campaign_id"]: e["reason"] for e in quoted.json["explain"]}
+    assert reasons[f"m-m-100-{offer_id}"] == "beaten_by_multiplier"
+    assert reasons["weekend-3x"] == "applied"
+    post(app, payment("s1", "100.00", at=SATURDAY))
+    page = merchant_a.get(f"/portal/offers/{offer_id}/results")
+    assert re.findall(r'<li data-reason="(\w+)">', section(page)) == ["beaten_by_multiplier"]

@@ -89,9 +89,15 @@ def test_no_attributes_at_all_when_set_to_none(database_url, tmp_path):
 
 def test_the_description_lists_the_allowed_names(wallet):
     doc = wallet.client.get("/v1/openapi.json").get_json()
-    for name in ("EventRequest", "QuoteRequest"):
-        names = doc["components"]["schemas"][name]["properties"]["attributes"]["propertyNames"]
-        assert names == {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "enum": ["segment", "tier"]}
+    schemas = doc["components"]["schemas"]
+    # each body is a oneOf of one schema per event type (a redemption's, of one per choice)
+    names = [name for name in schemas if name.endswith(("Event", "Quote"))]
+    assert len(names) == 12
+    for name in names:
+        if "oneOf" in schemas[name]:
+            continue
+        attributes = schemas[name]["properties"]["attributes"]["propertyNames"]
+        assert attributes == {"pattern": "^[A-Za-z0-9_.:-]{1,64}$", "enum": ["segment", "tier"]}
 
 
 # -- the stream consumer ----------------------------------------------------------------

@@ -12,41 +12,30 @@ from promo_engine.api import bp
 from promo_engine.api.request_fields import (ATTRIBUTE_NAMES, CHANNEL_PATTERN,
                                              DEVICE_ID_PATTERN, ID_PATTERN, MCC_PATTERN)
 from promo_engine.api.offers import OFFER_PARAMETERS
-from promo_engine.api.response_schemas import (CampaignsResponseSchema, ErrorSchema,
-                                               EventResponseSchema, OffersResponseSchema,
-                                               PointsResponseSchema, QuoteResponseSchema,
-                                               VouchersResponseSchema)
+from promo_engine.api.openapi_docs import (ERROR_CODES, ERRORS, INFO, OPERATIONS,
+                                           SCHEME_DESCRIPTIONS, SERVERS, TAGS)
+from promo_engine.api.openapi_examples import add_examples
+from promo_engine.api.openapi_variants import split_events, split_rewards
+from promo_engine.api.response_schemas import (REWARD_SCHEMAS, CampaignsResponseSchema,
+                                               ErrorSchema, EventResponseSchema,
+                                               OffersResponseSchema, PointsResponseSchema,
+                                               QuoteResponseSchema, VouchersResponseSchema)
 from promo_engine.api.schemas import EventRequestSchema, QuoteRequestSchema, amount_pattern
 # Importing the read endpoints also registers their routes on `bp`.
 from promo_engine.api.wallet_reads import (CURSOR_PATTERN, DEFAULT_PAGE, MAX_PAGE,
                                            VOUCHER_FILTERS)
 
 SIGNED = [{"PromoKey": [], "PromoTimestamp": [], "PromoSignature": []}]
-SCHEME_DESCRIPTIONS = {"PromoSignature": {"description": (
-    "`v1=` followed by the lowercase hex HMAC-SHA256 of `{timestamp}.{METHOD}.{path with query "
-    "string}.{raw body}`, keyed with the client's secret. Several values may be sent "
-    "comma-separated, one match sufficing: at most 8 (a secret rotation needs 2 or 3); a "
-    "header with more is refused with 401.")}}
-
-ERRORS = {
-    400: "malformed JSON (not UTF-8, duplicate keys, NaN, ...)",
-    401: "missing or invalid signature, or a timestamp more than 300 s off",
-    404: "no such resource (e.g. a user_id holding a /)",
-    409: "event_id already used with a different body",
-    413: "body over 64 KiB (checked before the signature)",
-    415: "not Content-Type: application/json in UTF-8",
-    422: "validation_error (events also: unknown_payment, refund_exceeds_payment, "
-         "insufficient_points, offer_unavailable, voucher_unavailable, voucher_used, "
-         "already_cancelled, unknown_redemption)",
-    429: "this client sends too many requests; retry after Retry-After seconds",
-    503: "database or Redis unavailable; retry after Retry-After seconds",
-}
-# Every signed operation: the signature check (401), which reads the body first (413), and
-# what any signed request can meet (per-client rate limit, a backing service down).
-SIGNED_ERRORS = (401, 413, 429, 503)
+# Every signed operation: the signature check (401), which reads the body first (413; 400
+# for a malformed chunked body), what any signed request can meet (per-client rate limit,
+# a backing service down), and a method the path does not take (405, answered once the
+# signature is checked).
+SIGNED_ERRORS = (400, 401, 405, 413, 429, 503)
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
                                "required": True,
                                "schema": {"type": "integer", "minimum": 0}}}
+ALLOW = {"Allow": {"description": "the methods the path takes", "required": True,
+                   "schema": {"type": "string"}}}
 
 
 def _errors(*statuses: int) -> dict:
@@ -56,17 +45,21 @@ def _errors(*statuses: int) -> dict:
                     "content": {"application/json": {"schema": "Error"}}}
         if status in (429, 503):
             response["headers"] = RETRY_AFTER
+        if status == 405:
+            response["headers"] = ALLOW
         responses[str(status)] = response
     return responses
 
 
 def _complete(doc: dict, currency: str, allowed_attributes=None) -> None:
     """What apispec cannot say from the fields: money in responses has exactly the
-    currency's minor digits (negative in reversals); attribute names are identifiers."""
+    currency's minor digits (negative in reversals); attribute names are identifiers;
+    error codes are an enum."""
     schemas = doc["components"]["schemas"]
-    schemas["Reward"]["properties"]["amount"]["pattern"] = amount_pattern(
-        currency, signed=True, exact=True)
-    schemas["Reward"]["properties"]["currency"]["enum"] = [currency]
+    for reward in ("DiscountReward", "CashbackReward"):
+        properties = schemas[reward]["properties"]
+        properties["amount"]["pattern"] = amount_pattern(currency, signed=True, exact=True)
+        properties["currency"]["enum"] = [currency]
     for voucher in ("Voucher", "UserVoucher"):
         properties = schemas[voucher]["properties"]
         for name in ("amount", "min_amount"):  # a pattern holds for strings, not null
@@ -77,27 +70,30 @@ def _complete(doc: dict, currency: str, allowed_attributes=None) -> None:
         if allowed_attributes is not None:  # PROMO_ALLOWED_ATTRIBUTES
             names["enum"] = sorted(allowed_attributes)
         schemas[request]["properties"]["attributes"]["propertyNames"] = names
+    schemas["ErrorDetail"]["properties"]["code"].update(
+        enum=sorted(ERROR_CODES), description="stable; one of:\n" + "\n".join(
+            f"- `{code}`: {meaning}" for code, meaning in sorted(ERROR_CODES.items())))
 
 
 def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"),
                allowed_attributes=None) -> dict:
-    spec = APISpec(title="promo-engine wallet API", version=__version__, openapi_version="3.1.0",
-                   plugins=[MarshmallowPlugin()],
-                   info={"description": "Signed JSON API for the wallet backend. Every /v1/ "
-                                        "request except this description carries X-Promo-Key, "
-                                        "X-Promo-Timestamp and X-Promo-Signature."})
+    info = {key: value for key, value in INFO.items() if key != "title"}
+    spec = APISpec(title=INFO["title"], version=__version__, openapi_version="3.1.0",
+                   plugins=[MarshmallowPlugin()], info=info, servers=SERVERS)
+    for tag in TAGS:
+        spec.tag(tag)
     for name, header in (("PromoKey", "X-Promo-Key"), ("PromoTimestamp", "X-Promo-Timestamp"),
                          ("PromoSignature", "X-Promo-Signature")):
         spec.components.security_scheme(name, {"type": "apiKey", "in": "header", "name": header,
-                                               **SCHEME_DESCRIPTIONS.get(name, {})})
+                                               "description": SCHEME_DESCRIPTIONS[name]})
     request_schema = EventRequestSchema(event_types=event_types, currency=currency,
                                         point_value=point_value)
     quote_schema = QuoteRequestSchema(event_types=event_types, currency=currency,
                                       point_value=point_value)
-    spec.components.schema("EventRequest", request_schema.json_schema_rules(),
-                           schema=request_schema)
-    spec.components.schema("QuoteRequest", quote_schema.json_schema_rules(),
-                           schema=quote_schema)
+    spec.components.schema("EventRequest", schema=request_schema)
+    spec.components.schema("QuoteRequest", schema=quote_schema)
+    for name, reward_schema in REWARD_SCHEMAS.items():
+        spec.components.schema(name, schema=reward_schema)
     spec.components.schema("EventResponse", schema=EventResponseSchema)
     spec.components.schema("QuoteResponse", schema=QuoteResponseSchema)
     spec.components.schema("PointsResponse", schema=PointsResponseSchema)
@@ -109,6 +105,15 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
 
     spec.path(path="/v1/events", operations={"post": {
         "summary": "Record one event and apply the campaigns (idempotent per event_id)",
+        "description": (
+            "Records the event and applies the open campaigns in one transaction; the answer "
+            "lists the rewards granted (for a refund or a cancel: the reversals, with "
+            "negative values and `reverses`). The body's fields depend on `type`: one "
+            "schema per event type. Idempotent per event_id: the same event_id with the "
+            "same body again (whitespace and key order aside) answers 200 with exactly the "
+            "first answer and `Idempotent-Replayed: true`, and changes nothing; with a "
+            "different body (another occurred_at, `40.0` for `40.00`) it answers 409. "
+            "Retry with the bytes of the first attempt."),
         "security": SIGNED,
         "requestBody": {"required": True, "content": json_of("EventRequest")},
         "responses": {
@@ -120,6 +125,12 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
             **_errors(400, 409, 415, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/quote", operations={"post": {
         "summary": "Evaluate a payment, redemption or activation without side effects",
+        "description": (
+            "The evaluation POST /v1/events makes, as if the event were recorded now: it "
+            "records, reserves and counts nothing, and answers `dry_run: true`. event_id "
+            "is optional. Refunds and cancels change what was recorded and cannot be "
+            "quoted (422). With `?explain=true` the answer also says why each candidate "
+            "campaign did or did not apply."),
         "security": SIGNED,
         "parameters": [
             {"name": "explain", "in": "query", "required": False,
@@ -132,6 +143,11 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
                       **_errors(400, 415, 422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/users/{user_id}/points", operations={"get": {
         "summary": "A user's points: balance, pending, expiring, and ledger entries newest first",
+        "description": (
+            "The available balance, the points still pending, the available points by the "
+            "instant they expire, and the ledger entries newest first, a page at a time "
+            "(`limit`, then `cursor` = the `next_cursor` of the page before; null on the "
+            "last page). A user never seen has balance 0 and no entries."),
         "security": SIGNED,
         "parameters": [
             {"name": "user_id", "in": "path", "required": True,
@@ -212,10 +228,23 @@ def build_spec(event_types, currency: str, point_value: Decimal = Decimal("0.01"
                       **_errors(422, *SIGNED_ERRORS)}}})
     spec.path(path="/v1/openapi.json", operations={"get": {
         "summary": "This description (no signature needed)",
+        "description": (
+            "This OpenAPI 3.1 document, generated from the code that validates the "
+            "requests, so it states what the server enforces; it shows this program's "
+            "currency, event types and point value. Public: no signature needed."),
+        "security": [],
         "responses": {"200": {"description": "OpenAPI 3.1 document",
-                              "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_errors(405)}}})
     doc = spec.to_dict()
     _complete(doc, currency, allowed_attributes)
+    schemas = doc["components"]["schemas"]
+    split_events(schemas, "EventRequest", request_schema)
+    split_events(schemas, "QuoteRequest", quote_schema)
+    split_rewards(schemas)
+    add_examples(doc)
+    for (path, method), (operation_id, tag) in OPERATIONS.items():
+        doc["paths"][path][method].update(operationId=operation_id, tags=[tag])
     return doc
 
 

@@ -16,6 +16,7 @@ from promo_engine.api.errors import ApiError
 from promo_engine.api.requests import canonical_body_hash
 from promo_engine.api.schemas import EventRequestSchema, QuoteRequestSchema, flatten_messages
 from promo_engine.core.event import Event
+from promo_engine.ledger.conflicts import recorded_differences
 from promo_engine.ledger.outcomes import IdempotencyConflict, LedgerError, Recorded
 
 
@@ -59,9 +60,34 @@ def record_event_body(service, client_id: str, body: dict) -> tuple[Event, Recor
                                          request_hash=canonical_body_hash(body),
                                          engine=service.engine())
     except IdempotencyConflict:
-        raise ApiError(409, "idempotency_conflict",
-                       f"event_id {event.event_id} was already used with a different body",
-                       fields={"event_id": ["already used with a different body"]}) from None
+        raise conflict_error(service, client_id, event) from None
     except LedgerError as exc:
         raise ApiError(422, exc.code, exc.message, fields=exc.fields) from None
     return event, recorded
+
+
+def _shown(value: str | None) -> str:
+    return "absent" if value is None else value
+
+
+def conflict_error(service, client_id: str, event: Event) -> ApiError:
+    """409 `idempotency_conflict`, naming what differs from the event recorded under the
+    event_id (looked up only now: a conflict is rare)."""
+    differences = recorded_differences(client_id, event, currency=service.settings.currency)
+    fields = {"event_id": ["already recorded with a different body"]}
+    if differences:
+        said = {name: f"was {_shown(was)}, this request has {_shown(now)}"
+                for name, (was, now) in differences.items()}
+        fields.update({name: [text] for name, text in said.items()})
+        cause = "; ".join(f"{name} {text}" for name, text in said.items())
+    elif differences is None:  # answered from the replay cache, the row since purged
+        cause = "the body's canonical JSON differs"
+    else:
+        cause = ("its type, user, merchant, amount, currency and occurred_at match, so another "
+                 "field differs (attributes, for example), or a value is written differently "
+                 "(the same instant with Z or +00:00, 40.0 or 40.00: the canonical JSON "
+                 "of the body is compared)")
+    return ApiError(409, "idempotency_conflict",
+                    f"event_id {event.event_id} was already recorded with a different body: "
+                    f"{cause}. Resend the original body to get the recorded answer",
+                    fields=fields)

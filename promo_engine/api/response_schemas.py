@@ -38,32 +38,71 @@ class VoucherSchema(Schema):
     expires_at = fields.String(required=True, metadata={"format": "date-time"})
 
 
-class RewardSchema(Schema):
-    reward_id = fields.String(metadata={"description": "absent in quotes"})
+class _RewardBase(Schema):
+    """What every kind of reward has."""
+    reward_id = fields.String(metadata={"description": "absent in quotes",
+                                        "example": "rw_3f9c2a1b7d"})
     campaign_id = fields.String(allow_none=True, required=True,
                                 metadata={"description": "null for base points and for points "
                                                          "spent or paid with"})
-    kind = fields.String(required=True, validate=validate.OneOf(
-        ["points", "discount", "cashback", "voucher"]))
-    points = fields.Integer(metadata={"description": "kind points; negative in a reversal and "
-                                                     "for points spent"})
-    amount = fields.String(metadata={"description": "discount and cashback; exactly the "
-                                     "currency's minor digits; negative in a reversal"})
-    currency = fields.String()
-    voucher = fields.Nested(VoucherSchema)
-    voucher_code = fields.String(metadata={"description": "a discount paid by a voucher: its "
-                                                          "code"})
     reverses = fields.String(metadata={"description": "refunds and cancels: the reward_id "
                                                       "reversed"})
+
+
+def _kind(kind: str) -> fields.String:
+    return fields.String(required=True, validate=validate.OneOf([kind]))
+
+
+class PointsRewardSchema(_RewardBase):
+    kind = _kind("points")
+    points = fields.Integer(required=True, metadata={
+        "description": "negative in a reversal and for points spent"})
     reason = fields.String(validate=validate.OneOf(REASONS), metadata={
         "description": "a movement of points that is not a campaign's reward: spent "
                        "(a redemption or points paying), returned (a spend given back)"})
+
+
+class DiscountRewardSchema(_RewardBase):
+    kind = _kind("discount")
+    amount = fields.String(required=True, metadata={
+        "description": "exactly the currency's minor digits; negative in a reversal",
+        "example": "15.00"})
+    currency = fields.String(required=True)
+    voucher_code = fields.String(metadata={"description": "a discount paid by a voucher: its "
+                                                          "code"})
+
+
+class CashbackRewardSchema(_RewardBase):
+    kind = _kind("cashback")
+    amount = fields.String(required=True, metadata={
+        "description": "exactly the currency's minor digits; negative in a reversal",
+        "example": "10.00"})
+    currency = fields.String(required=True)
     held = fields.Boolean(validate=validate.Equal(True), metadata={
         "description": "an extension of the reward shape: present (always true) only on a "
                        "campaign cashback the program's risk policy holds for review (above "
                        "its hold.cashback_above). The reward is granted and counted, but the "
                        "wallet should not pay it out until the reward.released webhook; "
                        "reward.voided reverses it instead"})
+
+
+class VoucherRewardSchema(_RewardBase):
+    kind = _kind("voucher")
+    voucher = fields.Nested(VoucherSchema, required=True)
+
+
+# kind -> the name of its schema in /v1/openapi.json (openapi_variants.py makes `Reward`
+# a oneOf of them)
+REWARD_KINDS = {"points": "PointsReward", "discount": "DiscountReward",
+                "cashback": "CashbackReward", "voucher": "VoucherReward"}
+REWARD_SCHEMAS = {"PointsReward": PointsRewardSchema, "DiscountReward": DiscountRewardSchema,
+                  "CashbackReward": CashbackRewardSchema, "VoucherReward": VoucherRewardSchema}
+
+
+class RewardSchema(Schema):
+    """A reward, of any kind: /v1/openapi.json states it as a oneOf of REWARD_SCHEMAS
+    keyed on `kind` (openapi_variants.py replaces what apispec writes for this one)."""
+    kind = fields.String(required=True, validate=validate.OneOf(list(REWARD_KINDS)))
 
 
 class EventResponseSchema(Schema):

@@ -2,8 +2,8 @@
 
 Each field's own rule is in request_fields.py; the rules across fields (which event types
 take which fields) are here, once as the server checks them (`check_event`) and once as
-JSON Schema states them (`json_schema_rules`), so /v1/openapi.json says what the server
-enforces. What the API answers is described in response_schemas.py.
+JSON Schema states them (`shape_of`, one schema per event type), so /v1/openapi.json says
+what the server enforces. What the API answers is described in response_schemas.py.
 """
 from __future__ import annotations
 
@@ -115,8 +115,7 @@ class EventRequestSchema(Schema):
     def _describe_program(self) -> None:
         """This program's event types, currency, money digits and point value, for the
         description."""
-        types = sorted(t for t in self.event_types if not (self.quote and t in FOLLOW_UPS))
-        self._describe("type", enum=types)
+        self._describe("type", enum=self.described_types())
         self._describe("currency", enum=[self.program_currency])
         amount_text = amount_pattern(self.program_currency)
         self._describe("amount", pattern=amount_text)
@@ -134,27 +133,39 @@ class EventRequestSchema(Schema):
         field = self.fields[name]
         field.metadata = {**field.metadata, **metadata}  # this instance's own copy
 
-    def json_schema_rules(self) -> dict:
-        """The cross-field rules of `check_event` that JSON Schema can state, for the
-        OpenAPI description (the field rules are in the fields' patterns)."""
-        money_types = [PAYMENT] if self.quote else [PAYMENT, REFUND]
-        moneyless = [REDEMPTION] if self.quote else [REDEMPTION, CANCEL]
-        rules: list[dict] = [
-            {"if": _type_in(money_types), "then": {"required": list(MONEY_FIELDS)}},
-            {"if": _type_in(moneyless), "then": _absent(MONEY_FIELDS)},
-            {"if": _type_in([REDEMPTION]),
-             "then": {"oneOf": [{"required": [name]} for name in REDEMPTION_CHOICES]},
-             "else": _absent(REDEMPTION_FIELDS)},
-            {"if": _type_in([PAYMENT]), "else": _absent(PAYMENT_FIELDS)}]
-        if not self.quote:
-            rules.append({"if": _type_in(list(FOLLOW_UPS)),
-                          "then": {"required": ["original_event_id"]},
-                          "else": _absent(["original_event_id"])})
-        if not self.point_value:
-            # (not `_absent`: apispec takes a top-level rule's properties for fields)
-            rules.append({"not": {"required": ["redeem_points"]}})
-        return {"allOf": rules,
-                "dependentRequired": {"amount": ["currency"], "currency": ["amount"]}}
+    def shape_of(self, kind: str) -> dict:
+        """The rules of `check_event` for one event type, as JSON Schema states them: the
+        fields it takes, those it requires, and what holds across them (`choices`: exactly
+        one of these fields). The description gives each type its own schema (a oneOf on
+        `type`, see api/openapi_variants.py)."""
+        common = [name for name in self.fields
+                  if name not in (*MONEY_FIELDS, *REDEMPTION_FIELDS, *PAYMENT_FIELDS,
+                                  "original_event_id")]
+        required = ["type", "user_id", "occurred_at"] + ([] if self.quote else ["event_id"])
+        rules: dict = {}
+        names = list(common)
+        if kind not in (REDEMPTION, CANCEL):
+            names += MONEY_FIELDS
+            if kind in (PAYMENT, REFUND):
+                required += MONEY_FIELDS
+            else:  # optional, but amount and currency go together
+                rules["dependentRequired"] = {"amount": ["currency"], "currency": ["amount"]}
+        if kind == REDEMPTION:
+            names += REDEMPTION_FIELDS
+            rules["choices"] = list(REDEMPTION_CHOICES)  # exactly one of them
+        if kind == PAYMENT:
+            names += PAYMENT_FIELDS
+            if not self.point_value:
+                rules["not"] = {"required": ["redeem_points"]}
+        if kind in FOLLOW_UPS and not self.quote:
+            names.append("original_event_id")
+            required.append("original_event_id")
+        return {"properties": names, "required": required, **rules}
+
+    def described_types(self) -> list[str]:
+        """The event types a body may have: those of the program (a quote's without the
+        follow-ups, which cannot be quoted)."""
+        return sorted(t for t in self.event_types if not (self.quote and t in FOLLOW_UPS))
 
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def check_event(self, data, original_data, **kwargs):
@@ -315,16 +326,6 @@ def disallowed_attributes(body, allowed) -> list[str]:
     if not isinstance(given, dict):
         return []
     return [name for name in given if name not in allowed]
-
-
-def _type_in(types: list[str]) -> dict:
-    """JSON Schema: the body's type is one of `types`."""
-    return {"properties": {"type": {"enum": types}}, "required": ["type"]}
-
-
-def _absent(names) -> dict:
-    """JSON Schema: none of these properties is present."""
-    return {"properties": {name: False for name in names}}
 
 
 def _add(errors: dict[str, list[str]], name: str, message: str) -> None:

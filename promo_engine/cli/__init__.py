@@ -12,6 +12,13 @@ import click
 from promo_engine.config import ConfigError
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a database driver's error (psycopg adds hint lines), for a
+    one-line message."""
+    reason = str(getattr(exc, "orig", None) or exc).strip()
+    return reason.splitlines()[0] if reason else type(exc).__name__
+
+
 class PromoGroup(click.Group):
     """Turns a configuration error into one clear line and exit status 2, no traceback."""
 

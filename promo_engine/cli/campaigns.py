@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import click
 
-from promo_engine.cli import main
+from promo_engine.cli import first_line, main
 
 APPLY_HINT = "promo-engine campaigns apply campaigns/"
 
@@ -101,8 +101,8 @@ def apply(paths: tuple[str, ...], dry_run: bool, prune: bool) -> None:
         click.echo(f"promo-engine: {exc}; nothing was applied", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        click.echo(f"promo-engine: database error: {reason}; nothing was applied", err=True)
+        click.echo(f"promo-engine: database error: {first_line(exc)}; nothing was applied",
+                   err=True)
         sys.exit(1)
 
     actions = {campaign_id: "created" for campaign_id in report.created}
@@ -229,8 +229,7 @@ def _database_errors():
     try:
         yield
     except SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        _fail(f"database error: {reason}")
+        _fail(f"database error: {first_line(exc)}")
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:

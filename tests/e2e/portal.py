@@ -180,6 +180,7 @@ class Portal:
         self.goto("/portal/admin/offers?state=pending")
         row = self.page.locator(f'tr[data-offer-id="{offer_id}"]')
         assert row.count() == 1, f"offer {offer_id} is not among the pending offers"
+        row.locator('details:has(form[action$="/approve"]) > summary').first.click()
         with self.page.expect_navigation():
             row.locator('form[action$="/approve"] [type=submit]').first.click()
 

@@ -23,6 +23,7 @@ def test_admin_rejects_an_offer_and_the_merchant_sees_why(open_portal, live_serv
     admin.goto("/portal/admin/offers?state=pending")
     row = admin.page.locator(f'tr[data-offer-id="{offer_id}"]')
     reason = "50% off is above what the programme allows; 20% at most."
+    row.locator('details:has(form[action$="/reject"]) > summary').click()
     row.locator('form[action$="/reject"] [name=reason]').fill(reason)
     with admin.page.expect_navigation():
         row.locator('form[action$="/reject"] [type=submit]').click()

@@ -151,3 +151,49 @@ def test_language_switch_changes_the_page_and_comes_back(open_portal, live_serve
     portal.goto("/portal/lang/en")
     portal.goto("/portal/login")
     assert portal.html_lang() == "en"
+
+
+@pytest.mark.parametrize("lang, device", [("en", "desktop"), ("zh", "phone")])
+def test_offer_form_shows_the_chosen_types_fields_and_a_linked_summary(open_portal, live_server,
+                                                                      lang, device):
+    """Only the chosen offer type's fields show (a script hides the others); the error
+    summary at the top links each error to its field; 24:00 ends a window."""
+    merchant = open_portal(lang, device)
+    merchant.login(live_server.accounts["other"])
+    merchant.goto("/portal/offers/new")
+    page = merchant.page
+
+    def shown(name: str) -> bool:
+        return page.locator(f"[name={name}]").is_visible()
+
+    assert page.locator("select[name=type]").input_value() == "holiday_discount"
+    assert [shown(n) for n in ("percent", "amount_off", "budget_amount", "multiplier",
+                               "budget_points")] == [True, True, True, False, False]
+    page.select_option("select[name=type]", "points_multiplier")
+    assert [shown(n) for n in ("percent", "amount_off", "budget_amount", "multiplier",
+                               "budget_points")] == [False, False, False, True, True]
+    for name in ("name", "min_amount", "per_user", "window_to"):  # for every type
+        assert shown(name), name
+    merchant.screenshot("issue17-offer-form-multiplier")
+
+    page.fill("[name=name]", "Late double points")
+    page.fill("[name=window_from]", "20:00")
+    page.fill("[name=window_to]", "24:00")
+    page.fill("[name=multiplier]", "1")
+    with page.expect_navigation():
+        page.locator("#offer-form button[type=submit]").click()
+    summary = page.locator("#error-summary")
+    assert summary.is_visible()
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    links = summary.locator("a")
+    fields = [links.nth(i).get_attribute("data-field") for i in range(links.count())]
+    assert fields == ["starts_at", "ends_at", "multiplier"], fields
+    assert shown("multiplier") and not shown("percent")  # still the chosen type's fields
+    assert page.input_value("[name=window_to]") == "24:00"  # kept, and no error on it
+    assert merchant.field_error("window_to").count() == 0
+    expected = {"en": "Points multiplier: Enter a number greater than 1",
+                "zh": "积分倍增：请填写大于 1 的数字"}[lang]
+    assert links.nth(2).inner_text().strip() == expected
+    merchant.screenshot("issue17-offer-form-errors")
+    links.nth(2).click()
+    assert page.evaluate("document.activeElement.name") == "multiplier"
