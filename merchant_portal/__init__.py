@@ -52,6 +52,8 @@ def init_portal(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES",
                           os.path.join(os.path.dirname(__file__), "translations"))
+    from merchant_portal.sessions import PortalSessions
+    app.session_interface = PortalSessions()
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)

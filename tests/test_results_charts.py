@@ -181,3 +181,24 @@ def test_favicon(client):
 def test_every_signed_in_page_links_the_icon(app, merchant_a, admin):  # noqa: F811
     for portal, path in ((merchant_a, "/portal/offers"), (admin, "/portal/admin/program")):
         assert 'rel="icon" href="/portal/static/favicon.svg"' in portal.get(path).text
+
+
+def test_a_late_static_answer_does_not_undo_a_language_switch(app, merchant_a):  # noqa: F811
+    """The browser fetches the icon after the page, with the session cookie as it was then.
+    Its answer must not send that older session back over a language chosen meanwhile."""
+    client = merchant_a.client
+    old_cookie = client.get_cookie("promo_portal", path="/portal").value
+    assert client.get("/portal/lang/zh").status_code == 302
+    new_cookie = client.get_cookie("promo_portal", path="/portal").value
+    assert new_cookie != old_cookie
+    # the icon's request, sent with the cookie of before the switch
+    client.set_cookie("promo_portal", old_cookie, path="/portal")
+    icon = client.get("/portal/static/favicon.svg")
+    assert icon.status_code == 200
+    assert "Set-Cookie" not in icon.headers
+    icon.close()
+    # a page's answer still refreshes the session, as the permanent session wants
+    client.set_cookie("promo_portal", new_cookie, path="/portal")
+    page = client.get("/portal/offers")
+    assert page.status_code == 200 and 'lang="zh-Hans"' in page.text
+    assert "promo_portal=" in page.headers.get("Set-Cookie", "")

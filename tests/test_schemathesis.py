@@ -278,6 +278,10 @@ class Steering:
                 # a user Hypothesis draws again, would keep the quote's discount away
                 body.update(SURE_PAYMENT, user_id=f"sure{path.replace('/', '-')}-"
                                                   f"{self.sure_payments[path]}")
+                # nor points to spend or vouchers it does not have: the new user owns none,
+                # and Hypothesis draws these optional fields more or less often by schema
+                for spending in ("redeem_points", "vouchers"):
+                    body.pop(spending, None)
         if body["type"] == "refund":
             body["user_id"], body["original_event_id"] = draw["seeded"]
             body["amount"] = draw["refund"]
