@@ -5,14 +5,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -24,10 +24,15 @@ def block_after(marker: str) -> str:
     return match.group(1)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def serve_answers(url: str) -> None:
+    """Wait (30 s at most) until the `promo-engine serve` at url answers /healthz."""
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(answers, 30, "promo-engine serve to start", interval=0.2)
 
 
 @pytest.fixture
@@ -41,14 +46,7 @@ def served(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "promo-engine serve did not start"
-                time.sleep(0.2)
+        serve_answers(f"http://127.0.0.1:{port}")
         yield env
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -142,14 +140,7 @@ def test_serve_on_another_host_and_port_is_found_through_promo_url(tmp_path):
     try:
         env["PROMO_URL"] = shell.stdout.readline().strip()
         assert env["PROMO_URL"] == f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{env['PROMO_URL']}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "promo-engine serve did not start"
-                time.sleep(0.2)
+        serve_answers(env["PROMO_URL"])
         client = json.loads(subprocess.run(["promo-engine", "clients", "create", "w", "--json"],
                                            env=env, cwd=tmp_path, capture_output=True,
                                            check=True, text=True).stdout)

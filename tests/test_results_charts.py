@@ -13,7 +13,8 @@ from merchant_portal.program_charts import whole_ticks
 from merchant_portal.results import DayResult, Results
 from merchant_portal.results_charts import (DESKTOP, PHONE, cost_chart, cost_per_day, every_day,
                                             money_ticks)
-from test_portal_support import (MULTIPLIER, accounts, admin, approve, merchant_a,  # noqa: F401
+from test_portal_results import live_offer
+from test_portal_support import (MULTIPLIER, accounts, admin, merchant_a,  # noqa: F401
                                  merchant_b)
 from wallet import new_wallet_client, payment, refund
 
@@ -90,13 +91,6 @@ def test_cost_ticks_show_cents_only_when_needed(app):
     with app.test_request_context("/portal/login?lang=en"):
         svg = cost_chart(small, "CNY", "en", size=DESKTOP, element_id="c")
     assert tick_labels(svg) == ["CN¥0.00", "CN¥0.02", "CN¥0.04", "CN¥0.06", "CN¥0.08"]
-
-
-def live_offer(merchant, admin_portal, **fields) -> int:
-    offer_id = merchant.create_offer(**fields)
-    merchant.post(f"/portal/offers/{offer_id}/submit")
-    approve(admin_portal, offer_id)
-    return offer_id
 
 
 @pytest.fixture
