@@ -19,10 +19,11 @@ Two measurements:
   engine/floor. Target: at least 0.60 at every size.
 * constant candidates: every event has exactly 5 candidate campaigns (4 of its merchant's
   and 1 bank-wide, the same mix of rules everywhere) while the total grows from 10 to
-  10,000. Target: engine time per event at 10,000 at most 1.2x that at 10. Printed twice:
-  with the events over every merchant that has campaigns (at 10,000 each event visits
-  campaigns that are out of the CPU caches), and over the same 2 merchants at every size
-  (only the total changes).
+  10,000. Printed twice: over the same 2 merchants at every size (only the total changes;
+  target: engine time per event at 10,000 at most 1.2x that at 10), and with the events over
+  every merchant that has campaigns (at 10,000 each event visits campaigns that are out of
+  the CPU caches, which slows the floor too; target: the engine's growth at most 1.1x the
+  floor's).
 
 Timing: time.perf_counter around a plain loop over all events, best of --repeat rounds,
 engine and floor of every size of a table interleaved in each round; the garbage collector
@@ -114,19 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(f"Constant candidates: {SCALING_CANDIDATES} per event (4 of the merchant's "
               "+ 1 bank-wide), events over every merchant with campaigns:")
-        scaling_ok = print_scaling(run_scaling(args.scaling_sizes, args.events, args.repeat,
-                                               args.gc, args.seed), "spread")
+        spread_ok = print_scaling(run_scaling(args.scaling_sizes, args.events, args.repeat,
+                                              args.gc, args.seed), "spread", against_floor=True)
         print()
         print(f"Constant candidates: {SCALING_CANDIDATES} per event, events over the same 2 "
               "merchants at every size:")
-        print_scaling(run_scaling(args.scaling_sizes, args.events, args.repeat, args.gc,
-                                  args.seed, spread=False), "same merchants")
+        same_ok = print_scaling(run_scaling(args.scaling_sizes, args.events, args.repeat,
+                                            args.gc, args.seed, spread=False), "same merchants",
+                                against_floor=False)
     except Mismatch as exc:
         print(f"\nABORTED: engine and floor disagree: {exc}", file=sys.stderr)
         return 2
     print()
     print("Engine and floor gave identical rewards (per event and in total) at every size.")
-    return 0 if (sizes_ok and scaling_ok) or not args.check else 1
+    return 0 if (sizes_ok and spread_ok and same_ok) or not args.check else 1
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ Redis counter from the ledger on first use (503 to concurrent events meanwhile),
 whose Redis lost its data answers 503 (with Retry-After) for a settle period first. That
 start-up is waited out, not measured; any 503 in a timed phase is an error.
 
-Targets (from the issue), checked per N: events/s at least 0.50 of the bare endpoint's
+Targets, checked per N: events/s at least 0.50 of the bare endpoint's
 req/s; at 80% of peak, events p99 at most 4x the unloaded events p50; hot-campaign events/s
 at least 0.70 of spread events/s. The same tail ratio is printed for the bare endpoint.
 For every phase: CPU time per request of the server's processes, of PostgreSQL's and of the

@@ -20,7 +20,7 @@ from bench.load_prime import Primed
 from bench.load_setup import HOT_MERCHANTS, Database
 from bench.machine import cpu_model, print_load_average, python_note
 
-# Targets (from the issue), checked per worker count; the tail target is stated at
+# Targets, checked per worker count; the tail target is stated at
 # LOAD_FRACTION of the peak, which is also --load's default.
 LOAD_FRACTION = 0.8
 TARGET_VS_BARE = 0.50

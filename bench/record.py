@@ -7,8 +7,8 @@ path. This benchmark runs the write path alone, in one process and one thread, o
 PostgreSQL and Redis:
 
 * events: `record_event_body`, everything POST /v1/events does after the signature check
-  (validation, the replay lookup, the user locked and read, evaluation, the reservation,
-  the write with its COMMIT, the confirmation), each a new payment that earns base points
+  (validation, the user locked and read with the replay lookup, evaluation, the
+  reservation, the write with its COMMIT, the confirmation), each a new payment that earns base points
   and one campaign discount, over 200 campaigns and 20,000 users (as load.py's "spread");
 * the floor: `bench/bare_app.py`'s own write, one INSERT committed through a
   flask-sqlalchemy session on the same engine options;
@@ -136,13 +136,15 @@ def event_steps(clock: StepClock) -> None:
     from promo_engine.ledger.recorder import Ledger
     clock.wrap(recording, "validated_event", "validate the body")
     clock.wrap(recording, "canonical_body_hash", "hash the body")
+    # On PostgreSQL a payment's replay is looked up in the user's read, not in Redis: a
+    # line for Redis's lookup here would mean that changed.
     clock.wrap(ReplayCache, "get", "replay lookup (Redis)")
     clock.wrap(PostgresEventWrites, "lock_user", "lock the user, read counters (PostgreSQL)")
     clock.wrap(RulesEngine, "evaluate", "evaluate the campaigns")
     clock.wrap(Reservations, "reserve", "reserve budget (Redis)")
     clock.wrap(PostgresEventWrites, "write", "write and commit (PostgreSQL)")
     clock.wrap(PostgresEventWrites, "close", "connection back to the pool")
-    clock.wrap(Ledger, "_after_commit", "confirm, remember the answer (Redis)")
+    clock.wrap(Ledger, "_after_commit", "confirm the reservation (Redis)")
 
 
 def parse_args(argv):

@@ -223,3 +223,21 @@ def test_record_times_redemptions_against_payments(tmp_path):
     assert ("Redemptions: 160 stored, 160 answered 201; every user's points balance matches "
             "its lots and its rows.") in out, out
     assert "Ledger: 170 events stored, 170 answered 201." in out
+
+
+@pytest.mark.parametrize("engine_us, floor_us, against_floor, met", [
+    ((5.0, 8.0), (3.5, 5.6), True, True),     # 1.60x against the floor's 1.60x
+    ((5.0, 8.9), (3.5, 5.6), True, False),    # 1.78x against 1.60x: over 1.1 times it
+    ((5.0, 5.9), (3.5, 3.5), False, True),    # 1.18x, the floor aside
+    ((5.0, 6.1), (3.5, 3.5), False, False),   # 1.22x
+])
+def test_the_scaling_verdicts(engine_us, floor_us, against_floor, met, capsys):
+    """Over every merchant the engine's growth is held to 1.1x the floor's (the cache
+    misses both pay); over the same merchants to 1.2x, whatever the floor does."""
+    from bench.evaluate_report import print_scaling
+    from bench.evaluate_timing import SizeResult
+    results = [SizeResult(size, 2, 5.0, 2.45, 1e6 / engine, 1e6 / floor, None)
+               for size, engine, floor in zip((10, 10_000), engine_us, floor_us)]
+    assert print_scaling(results, "spread", against_floor=against_floor) is met
+    verdict = capsys.readouterr().out.splitlines()[-1]
+    assert verdict.endswith("met)" if met else "MISSED)"), verdict

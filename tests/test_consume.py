@@ -269,9 +269,10 @@ def test_a_message_met_by_budget_counters_being_rebuilt_is_retried_not_dead_lett
     from promo_engine.coordination.reservations import NotReady
     from promo_engine.service import promo_service
 
-    def not_ready(**kwargs):
+    def not_ready(*args, **kwargs):
         raise NotReady(250)
-    monkeypatch.setattr(promo_service(app).ledger, "record", not_ready)
+    # Inside the event's transaction (a batch's, on PostgreSQL), where a reservation meets it.
+    monkeypatch.setattr(promo_service(app).ledger, "_record_grants", not_ready)
     message_id = streams.add(payment("pay-1", "20.00"))
     consumer = new_consumer(app, streams)
 
@@ -772,6 +773,33 @@ def group_state(streams: Streams) -> dict:
             "entries-read": info["entries-read"]}
 
 
+class AckAudit:
+    """Acknowledged only after commit, checked while the consumers run: a result is written
+    in the MULTI that acknowledges its message, so every event with a 200 or 201 result
+    must be in the ledger (committed) by the time the result can be read."""
+
+    def __init__(self, streams: Streams, engine):
+        self.streams, self.engine = streams, engine
+        self.last = b"0-0"
+        self.checked = 0
+
+    def __call__(self) -> bool:
+        while True:
+            entries = self.streams.redis.xrange(self.streams.results, f"({self.last.decode()}",
+                                                "+", count=5000)
+            if not entries:
+                return True
+            ids = {fields[b"event_id"].decode() for _, fields in entries
+                   if fields[b"status"] in (b"200", b"201")}
+            with self.engine.connect() as conn:
+                committed = conn.execute(text(
+                    "SELECT count(*) FROM events WHERE client_id = 'stream' "
+                    "AND event_id = ANY(:ids)"), {"ids": list(ids)}).scalar_one()
+            assert committed == len(ids), "a message was acknowledged before its commit"
+            self.checked += len(entries)
+            self.last = entries[-1][0]
+
+
 def stats_line(log: Path) -> str:
     return [line for line in log.read_text().splitlines() if " stopped after " in line][-1]
 
@@ -793,13 +821,16 @@ def test_100000_events_through_three_consumers_one_killed_are_each_applied_once(
     try:
         producer.send(first[:len(first) // 2])
         started = time.monotonic()
-        consumers = {name: processes(streams, postgres_url, name, "--batch", "50",
-                                     "--block-ms", "500", "--claim-idle-ms", str(CLAIM_IDLE_MS))
+        # Batches: one transaction of up to 100 events each, a savepoint per event.
+        consumers = {name: processes(streams, postgres_url, name, "--batch", "100",
+                                     "--max-wait-ms", "20", "--block-ms", "500",
+                                     "--claim-idle-ms", str(CLAIM_IDLE_MS))
                      for name in CONSUMERS}
+        audit = AckAudit(streams, engine)
         producer.send(first[len(first) // 2:])
 
         # Kill c1 with SIGKILL mid-way, while it holds messages (and after the activations).
-        wait_until(lambda: ledger_count(engine) >= KILL_AFTER and
+        wait_until(lambda: audit() and ledger_count(engine) >= KILL_AFTER and
                    ledger_count(engine, "activation") == USERS, LOAD_TIMEOUT, "the kill point",
                    interval=0.5)
         wait_until(lambda: any(c["name"] == b"c1" and c["pending"] for c in
@@ -812,11 +843,11 @@ def test_100000_events_through_three_consumers_one_killed_are_each_applied_once(
                                                     10_000, consumername="c1")
         assert held_by_dead
 
-        wait_until(lambda: ledger_count(engine) == USERS + PAYMENTS and
+        wait_until(lambda: audit() and ledger_count(engine) == USERS + PAYMENTS and
                    group_state(streams)["pending"] == group_state(streams)["lag"] == 0,
                    LOAD_TIMEOUT, "the first phase", interval=0.5)
         producer.send(phase_two_messages())
-        wait_until(lambda: ledger_count(engine) == TOTAL_EVENTS and
+        wait_until(lambda: audit() and ledger_count(engine) == TOTAL_EVENTS and
                    group_state(streams)["pending"] == group_state(streams)["lag"] == 0,
                    LOAD_TIMEOUT, "every event", interval=0.5)
         elapsed = time.monotonic() - started
@@ -827,7 +858,8 @@ def test_100000_events_through_three_consumers_one_killed_are_each_applied_once(
         summaries = {name: stats_line(consumers[name].log) for name in CONSUMERS[1:]}
         print(f"\n{TOTAL_EVENTS:,} events ({len(producer.event_ids) + len(producer.bad):,} "
               f"messages) in {elapsed:.1f} s, {TOTAL_EVENTS / elapsed:.1f} events/s in all; "
-              f"c1 killed at {killed_at:,} events holding {len(held_by_dead)} messages")
+              f"c1 killed at {killed_at:,} events holding {len(held_by_dead)} messages; "
+              f"{audit.checked:,} results audited against the ledger while running")
         for line in summaries.values():
             print(line)
 
@@ -844,6 +876,7 @@ def test_100000_events_through_three_consumers_one_killed_are_each_applied_once(
         assert dead == producer.bad
         assert len(streams.entries(streams.dead)) == len(producer.bad)
 
+        assert audit() and audit.checked == len(streams.entries(streams.results))
         check_ledger(engine, streams)
     finally:
         engine.dispose()

@@ -37,7 +37,8 @@ type: first_activation_bonus
 
 @pytest.mark.parametrize("name", ["_PG_LOCK_USER", "_PG_USER_COUNTERS", "_PG_MATURE",
                                   "_PG_STORED_EVENT", "_PG_WRITE_EVENT",
-                                  "_PG_WRITE_EVENT_ANNOUNCED", "_PG_TAKE_FROM_CAMPAIGN"])
+                                  "_PG_WRITE_EVENT_ANNOUNCED", "_PG_WRITE_EVENT_COUNTED",
+                                  "_PG_USER_COUNTERS_STORED", "_PG_TAKE_FROM_CAMPAIGN"])
 def test_each_hot_statement_is_short_enough_to_be_cached(name):
     assert len(getattr(postgres_writes, name).encode()) <= LENGTH
 
@@ -65,7 +66,24 @@ def test_a_write_passes_few_enough_parameters_to_be_cached(postgres_url, tmp_pat
         assert [r["campaign_id"] for r in answer.get_json()["rewards"]] == [
             None, "double", "tenner"]
     [(_, activated), (statement, params)] = written
+    # Without endpoints a rewarded payment's risk counters travel in its write statement.
     assert statement == (postgres_writes._PG_WRITE_EVENT_ANNOUNCED if endpoints
-                         else postgres_writes._PG_WRITE_EVENT)
+                         else postgres_writes._PG_WRITE_EVENT_COUNTED)
     assert len(params) <= PARAMS and len(activated) <= PARAMS
     assert len(statement.encode()) <= LENGTH
+
+
+def test_the_writes_also_work_pipelined(postgres_url, tmp_path, monkeypatch):
+    """HTTP sends its statements one by one; a subclass may pipeline them
+    (`PostgresEventWrites.pipelined`, used by the batched consumer): same answers."""
+    monkeypatch.setattr(PostgresEventWrites, "pipelined", True)
+    with running_app(make_settings(postgres_url)) as app:
+        install_campaigns(app, CAMPAIGNS, tmp_path)
+        wallet = new_wallet_client(app)
+        first = wallet.event(**payment("p1", "50.00", at="2026-06-15T10:00:00+08:00"))
+        assert first.status_code == 201
+        assert [r["campaign_id"] for r in first.get_json()["rewards"]] == [
+            None, "double", "tenner"]
+        again = wallet.post("/v1/events", wallet.last_body)
+        assert (again.status_code, again.data) == (200, first.data)
+        assert wallet.event(**payment("p1", "51.00")).status_code == 409

@@ -74,7 +74,7 @@ def test_an_event_is_confirmed_after_redis_lost_its_scripts(app, wallet, redis_c
     assert counters(app, "tenner") == {"tenner": (1000, 1)}
     assert redis_client.zcard(f"{redis_prefix}:inflight") == 0  # confirmed, not left in flight
     assert redis_client.zcard(f"{redis_prefix}:confirmed") == 1
-    replay = wallet.event(**payment("p1", "50.00", user_id="a"))  # and the replay cached
+    replay = wallet.event(**payment("p1", "50.00", user_id="a"))  # and the replay answered
     assert replay.status_code == 200 and replay.data == first.data
 
 def test_budget_is_counted_in_redis_and_the_database_rows_are_left_alone(app, wallet):
@@ -166,7 +166,10 @@ type: points_multiplier
         "vip": (500, 1), "everyone": (200, 2), "triple": (200, 1), "double": (100, 1)}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_replay_is_answered_from_redis_without_the_database(app, wallet):
+    """On SQLite Redis answers replays; on PostgreSQL a payment's replay is found in the
+    user lock's round trip instead (the next test)."""
     from promo_engine.ledger.extensions import db
     first = wallet.event(**payment("p1", "50.00"))
     assert first.status_code == 201
@@ -189,6 +192,29 @@ def test_a_replay_is_answered_from_redis_without_the_database(app, wallet):
     # are kept in memory): nothing reads the ledger.
     assert all("program_state" in statement or "FROM api_clients" in statement
                for statement in statements), statements
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_payment_asks_redis_nothing_about_replays(app, wallet, redis_client,
+                                                                 redis_prefix, monkeypatch):
+    """On PostgreSQL a payment's stored copy is read in the round trip that locks its user
+    (which it makes anyway), so a new payment sends Redis no replay lookup and keeps no
+    answer there; its replay, and a changed body under its event_id, are answered from the
+    database all the same."""
+    from promo_engine.service import promo_service
+    asked = []
+    monkeypatch.setattr(promo_service(app).ledger.replays, "get",
+                        lambda *args: asked.append(args))
+    first = wallet.event(**payment("p1", "50.00"))
+    assert first.status_code == 201
+    again = wallet.post("/v1/events", wallet.last_body)
+    assert (again.status_code, again.data) == (200, first.data)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert wallet.event(**payment("p1", "51.00")).status_code == 409
+    assert asked == []
+    assert list(redis_client.scan_iter(match=f"{redis_prefix}:replay:*")) == []
+    assert counters(app, "tenner") == {"tenner": (1000, 1)}  # the replay reserved nothing
+    assert table_counts(app) == (1, 2)
 
 
 def test_a_changed_body_under_a_cached_event_id_is_a_conflict(app, wallet):

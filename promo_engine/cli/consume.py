@@ -15,7 +15,8 @@ from promo_engine.cli.scheduler import LOG_FORMAT, _require_current_schema
 from promo_engine.config import Settings
 from promo_engine.consumer.options import (DEAD_LETTER_SUFFIX, DEFAULT_BATCH, DEFAULT_BLOCK_MS,
                                            DEFAULT_CLAIM_IDLE_MS, DEFAULT_CLIENT, DEFAULT_GROUP,
-                                           DEFAULT_STREAM, ConsumerOptions, default_consumer_name)
+                                           DEFAULT_MAX_WAIT_MS, DEFAULT_STREAM, ConsumerOptions,
+                                           default_consumer_name)
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 # A blocking XREADGROUP answers after --block-ms; the socket waits that long and then some.
@@ -55,7 +56,13 @@ See docs/consumer.md.""")
                    "event_ids are unique within it. Give an API client's key id to share "
                    "its namespace with the API.")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=DEFAULT_BATCH,
-              show_default=True, help="Messages read (and acknowledged) at a time.")
+              show_default=True,
+              help="Messages read, applied in one transaction (on PostgreSQL, a savepoint "
+                   "each) and acknowledged, at a time.")
+@click.option("--max-wait-ms", type=click.IntRange(0, 10_000), default=DEFAULT_MAX_WAIT_MS,
+              show_default=True,
+              help="How long a batch that is not full waits for more messages once the "
+                   "first arrived (0: apply what one read returns).")
 @click.option("--block-ms", type=click.IntRange(1, 60_000), default=DEFAULT_BLOCK_MS,
               show_default=True,
               help="How long a read waits for new messages; also the longest a stop waits.")
@@ -74,7 +81,8 @@ See docs/consumer.md.""")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address to serve the metrics on.")
 def consume_command(stream: str, group: str, consumer: str | None, client_id: str,
-                    batch: int, block_ms: int, claim_idle_ms: int, results_stream: str | None,
+                    batch: int, max_wait_ms: int, block_ms: int, claim_idle_ms: int,
+                    results_stream: str | None,
                     dead_letter_stream: str | None, metrics_port: int | None,
                     metrics_host: str) -> None:
     """Apply the events of a Redis Stream, each exactly once. Run as many as you like: a
@@ -97,7 +105,8 @@ def consume_command(stream: str, group: str, consumer: str | None, client_id: st
     from promo_engine.service import promo_service
     options = ConsumerOptions(stream=stream, group=group,
                               consumer=consumer or default_consumer_name(),
-                              client_id=client_id, batch=batch, block_ms=block_ms,
+                              client_id=client_id, batch=batch, max_wait_ms=max_wait_ms,
+                              block_ms=block_ms,
                               claim_idle_ms=claim_idle_ms, results_stream=results_stream,
                               dead_letter_stream=dead_letter_stream)
     app = create_app(settings, registry=build_registry())

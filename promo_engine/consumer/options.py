@@ -15,6 +15,8 @@ DEFAULT_CLIENT = "stream"
 DEAD_LETTER_SUFFIX = ":dead"
 DEFAULT_BATCH = 100
 DEFAULT_BLOCK_MS = 2000
+# How long a batch that is not full yet waits for more messages once its first arrived.
+DEFAULT_MAX_WAIT_MS = 20
 DEFAULT_CLAIM_IDLE_MS = 30_000
 
 MAX_CLAIM_INTERVAL_MS = 5000
@@ -33,6 +35,7 @@ class ConsumerOptions:
     client_id: str = DEFAULT_CLIENT
     batch: int = DEFAULT_BATCH
     block_ms: int = DEFAULT_BLOCK_MS
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS
     claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS
     results_stream: str | None = None
     dead_letter_stream: str | None = None  # None: the stream's name + ":dead"

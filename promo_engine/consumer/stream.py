@@ -28,13 +28,12 @@ consumer for ever.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import redis
 from flask import Flask
@@ -45,9 +44,14 @@ from promo_engine.api.recording import record_event_body
 from promo_engine.api.requests import canonical_json, parse_json
 from promo_engine.api.schemas import disallowed_attributes
 from promo_engine.config import MAX_BODY_BYTES
+from promo_engine.consumer.batching import BatchedApply
 from promo_engine.consumer.options import ConsumerOptions
+from promo_engine.consumer.settlement import (DEAD_LETTERED, DELETED, RECORDED, REPLAYED,
+                                              Entry, Rejected, Settlement)
 from promo_engine.consumer.trimming import TRIM_INTERVAL_SECONDS, trim_streams
 from promo_engine.coordination.reservations import NotReady
+from promo_engine.ledger.batches import batches_supported
+from promo_engine.ledger.extensions import db
 from promo_engine.ledger.outcomes import Recorded
 from promo_engine.metrics import metrics
 from promo_engine.service import promo_service
@@ -65,38 +69,6 @@ PROGRESS_SECONDS = 30.0
 # with 503 (NotReady: budget counters in Redis are being rebuilt), and any failure of Redis
 # itself, an error reply included: a message is only settled by a Redis write that succeeded.
 UNAVAILABLE = UNAVAILABLE_ERRORS + (redis.RedisError, NotReady)
-
-# The HTTP status the API answers each rejection with, for the results stream.
-STATUS_OF = {"malformed_json": 400, "malformed_message": 400, "idempotency_conflict": 409,
-             "payload_too_large": 413, "internal_error": 500}
-
-RECORDED, REPLAYED, DEAD_LETTERED, DELETED = "recorded", "replayed", "dead_lettered", "deleted"
-
-Entry = tuple[bytes, dict]  # (message id, fields) as redis-py returns them
-
-
-class Rejected(Exception):
-    """The message can never succeed: it goes to the dead-letter stream."""
-
-    def __init__(self, code: str, message: str, fields: dict[str, list[str]] | None = None):
-        super().__init__(message)
-        self.code, self.message, self.fields = code, message, fields
-
-    @classmethod
-    def from_api_error(cls, exc: ApiError) -> Rejected:
-        """The message refused as the API refuses a request with this error."""
-        return cls(exc.code, exc.message, exc.fields)
-
-    @property
-    def status(self) -> int:
-        return STATUS_OF.get(self.code, 422)
-
-    def error_json(self) -> str:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.fields:
-            error["fields"] = {name: list(messages) for name, messages in self.fields.items()}
-        return json.dumps({"error": error}, ensure_ascii=False)
-
 
 @dataclass
 class ConsumerStats:
@@ -126,24 +98,6 @@ class ConsumerStats:
                 f"{self.interrupted:,} rounds interrupted and retried")
 
 
-@dataclass
-class _Settlement:
-    """One batch's acknowledgements and what goes with them, written in one MULTI."""
-    acks: list[bytes] = field(default_factory=list)
-    results: list[dict] = field(default_factory=list)
-    dead_letters: list[dict] = field(default_factory=list)
-    outcomes: Counter = field(default_factory=Counter)
-
-    def add(self, message_id: bytes, outcome: str, result: dict | None = None,
-            dead_letter: dict | None = None) -> None:
-        self.acks.append(message_id)
-        self.outcomes[outcome] += 1
-        if result is not None:
-            self.results.append(result)
-        if dead_letter is not None:
-            self.dead_letters.append(dead_letter)
-
-
 class StreamConsumer:
     """Reads, applies and acknowledges batches of one stream for one consumer of a group.
 
@@ -152,6 +106,8 @@ class StreamConsumer:
     `client` must answer in bytes (redis-py's default, decode_responses off): message
     bodies are bytes and are read as the API reads a request body.
     """
+
+    unavailable_errors = UNAVAILABLE  # for consumer/batching.py
 
     def __init__(self, app: Flask, client: redis.Redis, options: ConsumerOptions, *,
                  clock: Callable[[], float] = time.monotonic):
@@ -168,6 +124,10 @@ class StreamConsumer:
         self._claim_due = clock()
         self._failures: Counter = Counter()  # message id -> unexpected errors so far
         self._trim_due = clock()  # the streams' retention (trimming.py), from the start
+        self._batched: BatchedApply | None = None  # on PostgreSQL: a transaction per batch
+        with app.app_context():
+            if batches_supported(db.engine):
+                self._batched = BatchedApply(self)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -264,7 +224,27 @@ class StreamConsumer:
             entries = self._claim()
             if entries:
                 return entries
-        return self._read_group(b">", block_ms=options.block_ms)
+        return self._filled(self._read_group(b">", block_ms=options.block_ms))
+
+    def _filled(self, entries: list[Entry]) -> list[Entry]:
+        """New messages read until the batch is full or `max_wait_ms` has passed since the
+        first arrived: a busy stream fills a batch at once, and a quiet one waits at most
+        that long (0: never) before its messages are applied."""
+        options = self.options
+        if not entries or options.max_wait_ms <= 0:
+            return entries
+        deadline = self._clock() + options.max_wait_ms / 1000
+        while len(entries) < options.batch:
+            left_ms = int((deadline - self._clock()) * 1000)
+            if left_ms < 1:  # BLOCK 0 would wait for ever
+                break
+            more = self.redis.xreadgroup(options.group, options.consumer,
+                                         {options.stream: b">"},
+                                         count=options.batch - len(entries), block=left_ms)
+            if not more:
+                break
+            entries += more[0][1]
+        return entries
 
     def _read_group(self, start: bytes, block_ms: int | None = None) -> list[Entry]:
         options = self.options
@@ -303,7 +283,9 @@ class StreamConsumer:
     # -- applying ------------------------------------------------------------------------
 
     def _apply_batch(self, entries: list[Entry], stop: threading.Event | None) -> int:
-        settlement = _Settlement()
+        if self._batched is not None:
+            return self._batched(entries, stop)  # one transaction (consumer/batching.py)
+        settlement = Settlement()
         try:
             for message_id, fields in entries:
                 if stop is not None and stop.is_set():
@@ -315,7 +297,7 @@ class StreamConsumer:
                 self._settle(settlement)
         return len(settlement.acks)
 
-    def _apply_message(self, message_id: bytes, fields: dict, settlement: _Settlement) -> None:
+    def _apply_message(self, message_id: bytes, fields: dict, settlement: Settlement) -> None:
         source_id = message_id.decode()
         if not fields:  # deleted from the stream (XDEL, trimming) after it was delivered
             settlement.add(message_id, DELETED)
@@ -331,16 +313,20 @@ class StreamConsumer:
         except Exception as exc:  # noqa: BLE001 - a bug (the API would answer 500)
             if not self._gave_up(message_id):
                 raise  # not acknowledged: run() logs it, pauses and tries again
-            log.exception("%s: message %s failed %d times", self.options.consumer, source_id,
-                          MAX_ATTEMPTS)
-            rejected = Rejected("internal_error", f"internal error ({type(exc).__name__}), "
-                                f"{MAX_ATTEMPTS} times; the message can be added to the "
-                                "stream again once that is fixed")
+            rejected = self._internal_error(message_id, exc)
             self._reject(message_id, fields, body, rejected, settlement)
         else:
             settlement.add(message_id, REPLAYED if recorded.replayed else RECORDED,
                            result={b"source_id": source_id, b"event_id": body["event_id"],
                                    b"status": str(recorded.status), b"body": recorded.body})
+
+    def _internal_error(self, message_id: bytes, exc: Exception) -> Rejected:
+        """The dead letter of a message that failed MAX_ATTEMPTS times unexpectedly."""
+        log.error("%s: message %s failed %d times", self.options.consumer,
+                  message_id.decode(), MAX_ATTEMPTS, exc_info=exc)
+        return Rejected("internal_error", f"internal error ({type(exc).__name__}), "
+                        f"{MAX_ATTEMPTS} times; the message can be added to the "
+                        "stream again once that is fixed")
 
     def _gave_up(self, message_id: bytes) -> bool:
         """Count an unexpected failure of the message; True once it is the last allowed."""
@@ -382,15 +368,19 @@ class StreamConsumer:
             # app-wide error handler (api/errors.py) answers it with this same 422.
             raise Rejected("validation_error",
                            "a value is out of range or cannot be stored") from None
+        self._count_event(event, recorded)
+        return recorded
+
+    def _count_event(self, event, recorded: Recorded) -> None:
+        """The API's metrics of a committed (or replayed) event."""
         self.metrics.events.labels(type=event.type,
                                    outcome=REPLAYED if recorded.replayed else RECORDED).inc()
         if recorded.decision is not None:
             for grant in recorded.decision.grants:
                 self.metrics.rewards.labels(kind=grant.reward.kind).inc()
-        return recorded
 
     def _reject(self, message_id: bytes, fields: dict, body: dict | None, rejected: Rejected,
-                settlement: _Settlement) -> None:
+                settlement: Settlement) -> None:
         source_id = message_id.decode()
         log.warning("%s: message %s dead-lettered to %s: %s: %s", self.options.consumer,
                     source_id, self.options.dead_letters, rejected.code, rejected.message)
@@ -412,7 +402,7 @@ class StreamConsumer:
 
     # -- acknowledging -------------------------------------------------------------------
 
-    def _settle(self, settlement: _Settlement) -> None:
+    def _settle(self, settlement: Settlement) -> None:
         """Dead letters, results and acknowledgements of a batch in one MULTI: a dead letter
         is never written without its acknowledgement, nor acknowledged without it."""
         options = self.options

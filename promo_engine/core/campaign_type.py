@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional
 
 from marshmallow import Schema
@@ -48,6 +49,13 @@ class EvaluationContext(NamedTuple):
 Evaluator = Callable[[EvaluationContext], Optional[Reward]]
 
 
+class Stacking(NamedTuple):
+    """What `CampaignType.stacking` declares: the `stacking_group` and `rank` that every
+    reward the campaign's evaluator returns carries."""
+    group: str
+    rank: Decimal
+
+
 class CampaignType:
     """Subclass this, set `name` and `params_schema`, and implement `compile`.
 
@@ -76,6 +84,20 @@ class CampaignType:
         `triggers()`), never to any other event, and that redemption spends this many of
         the user's points for the reward. Every other rule (window, conditions, limits,
         budget, max_redemptions as its stock) holds for it as for any campaign.
+        """
+        return None
+
+    def stacking(self, params: Mapping[str, Any]) -> Stacking | None:
+        """The stacking group and rank of every reward this campaign gives, known before
+        any event, or None (the default): not declared.
+
+        Optional, and only a speed-up. A campaign that declares them is evaluated only when
+        its reward could still win its group: the engine tries the group's members from
+        the highest rank down and stops at the first that is granted, so a member that a
+        higher one beats is never evaluated. Undeclared, the campaign is evaluated at its
+        place in priority order, as it always was; the decisions are the same either way.
+        A declared campaign whose evaluator returns a reward of another group or rank is
+        reported as a failing campaign (see "When a plugin fails") and skipped.
         """
         return None
 

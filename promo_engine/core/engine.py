@@ -12,16 +12,18 @@ to a redemption that names them by `campaign_id`, so no other event ever looks a
 from __future__ import annotations
 
 import logging
-from datetime import date
 from decimal import ROUND_FLOOR, Decimal
-from typing import Callable, Iterable, NamedTuple, Protocol
+from typing import Callable, Iterable
 
 from promo_engine.core.campaign import Campaign
-from promo_engine.core.campaign_type import EvaluationContext, UserState
-from promo_engine.core.compiled import DENIED, CompiledCampaign
+from promo_engine.core.campaign_type import EvaluationContext, Stacking, UserState
+from promo_engine.core.compiled import DENIED, CompiledCampaign, admitted
 from promo_engine.core.event import PAYMENT, Event
+from promo_engine.core.grants import (Decision, Gate, Grant, insert_in_priority_order,
+                                      mark_held, new, settle_group)
+from promo_engine.core.lazy import checked_reward, decide
 from promo_engine.core.registry import Registry
-from promo_engine.core.rewards import DISCOUNT, Reward, points_reward
+from promo_engine.core.rewards import DISCOUNT, points_reward
 from promo_engine.core.risk import NO_COUNTS, CompiledRiskPolicy, RiskPolicy
 
 log = logging.getLogger(__name__)
@@ -32,37 +34,7 @@ _ZERO = Decimal(0)
 __all__ = ["CompiledCampaign", "Decision", "Gate", "Grant", "RulesEngine"]
 
 
-class Gate(Protocol):
-    def reserve(self, campaign: CompiledCampaign, reward: Reward, local_day: date) -> bool:
-        """Take the reward from the campaign's budget and redemptions; False if it does not fit."""
-
-
-_new = tuple.__new__  # builds the NamedTuples below without keyword handling (hot path)
-
-
-class Grant(NamedTuple):
-    reward: Reward
-    campaign: Campaign | None  # None for base points
-    local_day: date | None  # the event's calendar day in the campaign's timezone
-    held: bool = False  # the risk policy holds it for an admin's review (`core/risk.py`)
-
-
-class Decision(NamedTuple):
-    grants: tuple[Grant, ...]
-    base_points: int
-
-    @property
-    def points(self) -> int:
-        return sum(g.reward.points for g in self.grants if g.reward.points is not None)
-
-
 ErrorHook = Callable[[Campaign, BaseException], None]
-
-
-def _by_rank(proposal) -> tuple:
-    """Order of a stacking group's members: highest rank first, then priority order."""
-    compiled, reward, _ = proposal
-    return -reward.rank, compiled.sort_key
 
 
 def _log_error(campaign: Campaign, exc: BaseException) -> None:
@@ -148,11 +120,18 @@ class RulesEngine:
                 if cost_points is not None and \
                         (type(cost_points) is not int or cost_points < 1):
                     raise ValueError(f"cost_points returned {cost_points!r}, not an int >= 1")
+                stacking = campaign_type.stacking(campaign.params)
+                if stacking is not None and not (
+                        isinstance(stacking, tuple) and len(stacking) == 2
+                        and isinstance(stacking[0], str) and stacking[0]
+                        and isinstance(stacking[1], Decimal) and stacking[1].is_finite()):
+                    raise ValueError(f"stacking returned {stacking!r}, not (group, Decimal rank)")
             except Exception as exc:  # a plugin bug must not take the other campaigns down
                 on_error(campaign, exc)
                 continue
-            compiled.append(CompiledCampaign(campaign, evaluate, triggers, minor_digits,
-                                             cost_points))
+            compiled.append(CompiledCampaign(
+                campaign, evaluate, triggers, minor_digits, cost_points,
+                None if stacking is None else Stacking(*stacking)))
         return cls(compiled, currency=currency, points_per_unit=points_per_unit,
                    minor_digits=minor_digits, on_error=on_error, point_value=point_value,
                    risk_policy=risk_policy)
@@ -204,30 +183,39 @@ class RulesEngine:
                  discounted: Decimal = _ZERO) -> Decision:
         """The decision for the event. `discounted` is the money of the payment already
         taken off before the campaigns (the discounts of the vouchers it uses): campaign
-        discounts, like it, only take what is left after it and the points discount."""
+        discounts, like it, only take what is left after it and the points discount.
+
+        Decided lazily (`core/lazy.py`): the same decision as `evaluate_traced`'s full
+        evaluation, without calling the evaluators whose reward could not change it."""
         base = self.base_points(event)
-        proposals = self._proposals(event, user, base) if not user.denied else None
-        if not proposals:
+        candidates = self.candidates(event) if not user.denied else None
+        if not candidates:
             return self._plain_decision(base)
         risk = self.risk
         if risk is not None:
             gate = self._risk_gate(risk, event, user, gate)
             if gate is False:
                 return self._plain_decision(base)
-        grants: list[Grant] = [self._base_grant(base)] if base else []
         payable = event.amount
         if payable is not None and (discounted or event.redeem_points):
             payable = payable - self.points_discount(event) - discounted
-        self._apply(proposals, gate, grants, payable)
+        granted = decide(candidates, event, user, base, gate, payable, self.on_error)
+        if not granted:  # the value of the full path's decision without campaign grants
+            return self._plain_decision(base)
+        if base:
+            granted.insert(0, self._base_grants.get(base) or self._base_grant(base))
         if risk is not None and risk.hold_above is not None:
-            _mark_held(risk, grants)
-        return _new(Decision, (tuple(grants), base))
+            mark_held(risk, granted)
+        return new(Decision, (tuple(granted), base))
 
     def evaluate_traced(self, event: Event, user: UserState, gate: Gate | None = None, *,
                         discounted: Decimal = _ZERO) -> tuple[Decision, tuple]:
-        """`evaluate`, also returning its proposals (campaign, reward, local day) in
-        priority order, for `core/explain.py`. The same steps as `evaluate`, kept apart so
-        that the hot path pays nothing for explanations."""
+        """`evaluate`'s decision by the full evaluation, also returning its proposals
+        (campaign, reward, local day) in priority order, for `core/explain.py`: every
+        admitted campaign's reward is computed, even those a higher multiplier beats or an
+        exclusive grant blocks, because an explanation tells each one's fate. Kept apart so
+        that the hot path pays nothing for explanations; tests hold the two to the same
+        decision."""
         base = self.base_points(event)
         proposals = self._proposals(event, user, base) if not user.denied else None
         if not proposals:
@@ -243,8 +231,8 @@ class RulesEngine:
             payable = payable - self.points_discount(event) - discounted
         self._apply(proposals, gate, grants, payable)
         if risk is not None and risk.hold_above is not None:
-            _mark_held(risk, grants)
-        return _new(Decision, (tuple(grants), base)), tuple(proposals)
+            mark_held(risk, grants)
+        return new(Decision, (tuple(grants), base)), tuple(proposals)
 
     def risk_refusal(self, event: Event, user: UserState) -> str | None:
         """Why the program's denylist or risk policy lets the event earn no campaign
@@ -309,66 +297,15 @@ class RulesEngine:
         return decision
 
     def _proposals(self, event: Event, user: UserState, base: int):
-        """Every (campaign, reward, local day) that matches, before limits shared with others."""
+        """Every (campaign, reward, local day) that matches, before limits shared with
+        others: the full evaluation, for explanations (`evaluate` decides lazily)."""
         proposals = []
-        append = proposals.append
-        occurred_at, amount = event.occurred_at, event.amount
-        # The event's local weekday, time and day per zone, worked out once per zone:
-        # astimezone costs more than the rest of a candidate's checks.
-        local_by_zone: dict = {}
-        context = None  # built for the first campaign that gets as far as its evaluator
-        for compiled in self.candidates(event):
-            if not (compiled.starts_at <= occurred_at < compiled.ends_at):
-                continue
-            # Conditions before windows (both are plain filters, so the order does not
-            # change the outcome): a campaign they reject needs no local time. The common
-            # ones are inlined: this loop runs for every candidate of every event.
-            if compiled.has_conditions:
-                if compiled.min_amount is not None and \
-                        (amount is None or amount < compiled.min_amount):
-                    continue
-                if compiled.mcc is not None and event.mcc not in compiled.mcc:
-                    continue
-                if compiled.channels is not None and event.channel not in compiled.channels:
-                    continue
-                if compiled.attributes and not compiled.attributes_hold(event):
-                    continue
-            local = local_by_zone.get(compiled.zone)
-            if local is None:
-                at = occurred_at.astimezone(compiled.zone)
-                local = local_by_zone[compiled.zone] = (at.weekday(), at.time(), at.date())
-            weekday, time_of_day, local_day = local
-            if compiled.window_spans:
-                for days, start, end in compiled.window_spans:  # Window.contains, inlined
-                    if weekday in days and start <= time_of_day and \
-                            (end is None or time_of_day < end):
-                        break
-                else:
-                    continue
-            if compiled.user_checked:  # limits, history, holdout: all about the user
-                if compiled.per_user is not None and \
-                        user.campaign_uses.get(compiled.id, 0) >= compiled.per_user:
-                    continue
-                if compiled.per_user_daily is not None and \
-                        user.daily_uses.get((compiled.id, local_day), 0) >= compiled.per_user_daily:
-                    continue
-                if event.device_id is not None and \
-                        (compiled.per_device is not None or compiled.per_device_daily is not None) \
-                        and compiled.device_limit_reached(user, local_day):
-                    continue
-                # Last: the holdout hashes. A campaign that targets a user it does not
-                # reward is skipped as one whose conditions fail: lower ones still apply.
-                if compiled.targeted and not compiled.targets(user, occurred_at):
-                    continue
-            if context is None:
-                context = EvaluationContext(event=event, user=user, base_points=base)
-            try:
-                reward = compiled.evaluate(context)
-            except Exception as exc:  # one broken plugin skips its campaign, never the event
-                self.on_error(compiled.campaign, exc)
-                continue
+        context = EvaluationContext(event=event, user=user, base_points=base)
+        on_error = self.on_error
+        for compiled, local_day in admitted(self.candidates(event), event, user):
+            reward = checked_reward(compiled, context, on_error)
             if reward is not None:
-                append((compiled, reward, local_day))
+                proposals.append((compiled, reward, local_day))
         return proposals
 
     def _apply(self, proposals, gate: Gate | None, grants: list[Grant],
@@ -400,10 +337,10 @@ class RulesEngine:
                     deferred.append(proposal)
                     continue
                 members = [p for p in deferred if p[1].stacking_group == group] + [proposal]
-                winner = _settle_group(members, gate)
+                winner = settle_group(members, gate)
                 if winner is not None:  # else the group is still open to lower members
                     settled_groups.add(group)
-                    _insert_in_priority_order(granted, *winner)
+                    insert_in_priority_order(granted, *winner)
                     if winner[0].exclusive:
                         blocked_below = winner[0].priority
                 continue
@@ -418,7 +355,7 @@ class RulesEngine:
                 payable -= reward.amount
             elif gate is not None and not gate.reserve(compiled, reward, local_day):
                 continue
-            granted.append(_new(Grant, (reward, compiled.campaign, local_day, False)))
+            granted.append(new(Grant, (reward, compiled.campaign, local_day, False)))
             if compiled.exclusive:
                 blocked_below = compiled.priority
         for proposal in deferred:
@@ -428,36 +365,7 @@ class RulesEngine:
             settled_groups.add(group)
             members = [p for p in deferred if p[1].stacking_group == group
                        and (blocked_below is None or p[0].priority >= blocked_below)]
-            winner = _settle_group(members, gate)
+            winner = settle_group(members, gate)
             if winner is not None:
-                _insert_in_priority_order(granted, *winner)
+                insert_in_priority_order(granted, *winner)
         grants += granted
-
-
-def _insert_in_priority_order(granted: list[Grant], compiled: CompiledCampaign,
-                              grant: Grant) -> None:
-    """`granted` is in priority order but for group winners decided late; a few grants at
-    most, so a scan beats sorting."""
-    key = compiled.sort_key
-    for position, other in enumerate(granted):
-        if key < (-other.campaign.priority, other.campaign.id):
-            granted.insert(position, grant)
-            return
-    granted.append(grant)
-
-
-def _mark_held(risk: CompiledRiskPolicy, grants: list[Grant]) -> None:
-    """The grants the risk policy holds for review, marked in place."""
-    for position, grant in enumerate(grants):
-        if grant.campaign is not None and risk.holds(grant.reward):
-            grants[position] = grant._replace(held=True)
-
-
-def _settle_group(members, gate: Gate | None):
-    """The member with the highest rank (then priority) whose reward fits, or None."""
-    if len(members) > 1:
-        members = sorted(members, key=_by_rank)
-    for member, reward, local_day in members:
-        if gate is None or gate.reserve(member, reward, local_day):
-            return member, _new(Grant, (reward, member.campaign, local_day, False))
-    return None

@@ -2,7 +2,9 @@
 "why didn't I get it?" (`POST /v1/quote?explain=true`).
 
 The explanation describes the engine's own decision, never a second opinion: the decision
-is `RulesEngine.evaluate_traced` (the same proposals and `_apply` as every event), the gate
+is `RulesEngine.evaluate_traced`, the full evaluation (every admitted campaign's reward, then
+`_apply`), which gives the decision `evaluate` reaches lazily for every event (held equal by
+tests/test_engine_lazy.py) and also each campaign's reward, which an explanation needs; the gate
 is wrapped only to note what it refused, and a campaign that made no proposal is asked the
 hot loop's questions again one by one, in the hot loop's order, so the first one that fails
 is the one that stopped it. Exclusivity and stacking groups are read from the decision.
@@ -223,7 +225,7 @@ def _refusal(compiled: CompiledCampaign, reward: Reward, refused: set[str],
 
 def _why_not(compiled: CompiledCampaign, event: Event, user: UserState,
              base_points: int) -> tuple[str, str]:
-    """Why a candidate made no proposal: the hot loop's checks (`RulesEngine._proposals`)
+    """Why a candidate made no proposal: the hot loop's checks (`compiled.admitted`)
     asked again in its order (merchant scope, dates, conditions, hours, the user's limits,
     the device's, history, holdout, the type's evaluator); the first that fails is what
     stopped it."""

@@ -9,7 +9,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def promo_campaign_types():
-    """Return a list of `CampaignType` instances this plugin provides."""
+    """Return a list of `CampaignType` instances this plugin provides.
+
+    What a type may declare beside its evaluator (`triggers`, `reward_unit`, `cost_points`,
+    `stacking`: the stacking group and rank of its rewards, so the engine evaluates lazily
+    a member that a higher one beats) is the `CampaignType` contract in
+    `core/campaign_type.py`, documented in docs/plugins.md; the built-in types use nothing
+    else."""
 
 
 @hookspec

@@ -5,11 +5,11 @@ counters evaluation needs, then write the event, its rewards and the counters, a
 This is the hot path, and on PostgreSQL each statement is a round trip plus SQLAlchemy's
 and psycopg's work per statement, which together cost more than the evaluation itself. So:
 
-- `PostgresEventWrites` (`postgres_writes.py`) sends each step as one psycopg pipeline: the
-  user's row (created if new) and its lock, then its counters (and the stored copy of the
-  event, when no replay cache has looked for it) in one round trip; the event, rewards,
-  lots, vouchers, counters and user in one data-modifying statement, pipelined with its
-  COMMIT. Fixed SQL (arrays for the rows), so psycopg prepares it once per connection.
+- `PostgresEventWrites` (`postgres_writes.py`) sends few statements of fixed SQL: the
+  user's row (created if new) and its lock, then its counters and the stored copy of the
+  event in one statement; the event, rewards, lots, vouchers, counters and user in one
+  data-modifying statement, then COMMIT. Fixed SQL (arrays for the rows), so psycopg
+  prepares it once per connection.
 - `SqlEventWrites` does the same with SQLAlchemy Core statements built once per dialect
   (SQLite, and any database without the pipeline), one statement per table.
 
@@ -279,9 +279,14 @@ def needs_session(event) -> bool:
     return event.type in SESSION_EVENT_TYPES or bool(event.redeem_points or event.vouchers)
 
 
+def finds_replays_itself(db, event) -> bool:
+    """Whether this event's writes find a stored copy of it in a round trip they make
+    anyway (PostgreSQL's user lock: `PostgresEventWrites.finds_stored_event`)."""
+    return db.engine.dialect.name == "postgresql" and not needs_session(event)
+
+
 def event_writes_for(db, event) -> EventWrites:
     """The writes for this event on the program's database (`needs_session`)."""
-    engine = db.engine
-    if engine.dialect.name == "postgresql" and not needs_session(event):
-        return PostgresEventWrites(engine, db.session)
+    if finds_replays_itself(db, event):
+        return PostgresEventWrites(db.engine, db.session)
     return SqlEventWrites(db.session)

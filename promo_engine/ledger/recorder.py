@@ -32,6 +32,7 @@ from datetime import timezone, tzinfo
 import redis
 from sqlalchemy.exc import IntegrityError
 
+from promo_engine.coordination.confirmations import GroupSender
 from promo_engine.coordination.replay_cache import ReplayCache
 from promo_engine.coordination.reservations import EpochMissing, Reservation, Reservations
 from promo_engine.coordination.throttled_log import ThrottledWarning
@@ -41,7 +42,8 @@ from promo_engine.core.engine import Decision, RulesEngine
 from promo_engine.core.event import CANCEL, REFUND, Event
 from promo_engine.ledger.cancels import record_cancel
 from promo_engine.ledger.event_writes import (AlreadyRecorded, EventWrites, StoredEvent,
-                                              event_writes_for, needs_session)
+                                              event_writes_for, finds_replays_itself,
+                                              needs_session)
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.gates import DatabaseGate
 from promo_engine.ledger.grants import grant_rows
@@ -73,6 +75,9 @@ class Ledger:
         self.minor_digits = money.minor_digits(currency)
         self.reservations = reservations
         self.replays = replays
+        # What is told Redis after commit, by every thread of the process through one.
+        client = (reservations or replays).client if (reservations or replays) else None
+        self._sender = GroupSender(client) if client is not None else None
 
     # -- idempotency ---------------------------------------------------------------
 
@@ -87,8 +92,14 @@ class Ledger:
 
     def record(self, *, client_id: str, event: Event, request_hash: str,
                engine: RulesEngine) -> Recorded:
-        """Record the event once; a replay returns the first response exactly."""
-        if self.replays is not None:
+        """Record the event once; a replay returns the first response exactly.
+
+        Redis's replay cache is asked first only where the database would cost a round trip
+        of its own to ask: on PostgreSQL a payment or activation finds its stored copy in the
+        user lock's round trip, which it makes anyway, so a round trip to Redis before every
+        new event (retries are rare) would cost more than it saves. The profile of a loaded
+        worker put that lookup at 0.17 ms of 3.77 per event (docs/performance.md)."""
+        if self.replays is not None and not finds_replays_itself(db, event):
             cached = self.replays.get(client_id, event.event_id)
             if cached is not None:
                 return self._replayed(StoredEvent(*cached), request_hash)
@@ -149,7 +160,8 @@ class Ledger:
         recorded = writes.run(attempt)
         if not recorded.replayed:
             announced_thresholds.remember(db.engine, writes.reached)
-        self._after_commit(client_id, event.event_id, request_hash, recorded, held)
+        self._after_commit(client_id, event.event_id, request_hash, recorded, held,
+                           cache=not writes.finds_stored_event)
         return recorded
 
     def _release(self, held: list[Reservation]) -> None:
@@ -164,23 +176,27 @@ class Ledger:
         held.clear()
 
     def _after_commit(self, client_id: str, event_id: str, request_hash: str,
-                      recorded: Recorded, held: list[Reservation]) -> None:
+                      recorded: Recorded, held: list[Reservation], cache: bool = True) -> None:
         """Confirm the reservations and remember the answer for replays, in one round trip.
-        The event is committed whatever happens here, so a Redis error is only logged."""
-        if self.reservations is None and self.replays is None:
+        The event is committed whatever happens here, so a Redis error is only logged.
+        `cache`: False for an event whose replays the database answers (`record`): nothing
+        would read its answer from Redis, and one without reservations then sends nothing."""
+        cache = cache and self.replays is not None
+        if not held and not cache:
             return
-        client = (self.reservations or self.replays).client
-        try:
-            pipe = client.pipeline(transaction=False)
+
+        def add(pipe) -> None:
             for reservation in held:
                 self.reservations.confirm(reservation, pipeline=pipe)
-            if self.replays is not None:
+            if cache:
                 self.replays.put(pipe, client_id, event_id, request_hash, recorded.body)
-            try:
-                pipe.execute()
-            except redis.exceptions.NoScriptError:  # Redis restarted: scripts load again
-                for reservation in held:
-                    self.reservations.confirm(reservation)
+
+        def retry() -> None:  # Redis restarted: scripts load again
+            for reservation in held:
+                self.reservations.confirm(reservation)
+        try:
+            # With other threads' confirmations in one pipeline (`confirmations.py`).
+            self._sender.send(add, retry)
         except redis.RedisError as exc:
             redis_trouble.warning("an event committed, but Redis could not be told (its "
                                   "reservations settle at their deadline; replays are answered "
@@ -193,7 +209,7 @@ class Ledger:
                        writes: EventWrites) -> Recorded:
         """A payment, activation or plugin event: lock the user and read its counters,
         evaluate, then write every row at once (`event_writes.py`: one round trip each
-        on PostgreSQL, where the write is pipelined with the commit).
+        on PostgreSQL, then the commit).
 
         The event's row is written after evaluation, with its response, so a copy of the
         event racing this one is found by the unique index at that INSERT; both hold the
@@ -201,7 +217,8 @@ class Ledger:
         now = self.clock()
         state, stored, pending = writes.lock_user(
             user_id=event.user_id, occurred_at=event.occurred_at, now=now, client_id=client_id,
-            event_id=event.event_id, find_stored=self.replays is None,
+            event_id=event.event_id,
+            find_stored=self.replays is None or writes.finds_stored_event,
             mature=self.policy.pending_days > 0, device_id=event.device_id, zone=self.zone,
             with_risk=engine.risk is not None)
         replay = self._replayed(stored, request_hash)

@@ -284,3 +284,28 @@ def announce_thresholds(session, reached: list[Reached], now: datetime) -> int:
         if recorded is not None:
             written.append(threshold_message(r.campaign_id, r.threshold, r.measure, now))
     return announce(session, written, now)
+
+
+# Budget thresholds the event's reservations reached: each recorded once (the primary key;
+# sorted, so two events never wait for each other's rows in opposite orders), and announced
+# only by the transaction that recorded it. Rare: only the first events past a threshold.
+# On PostgreSQL, in the event's write (`postgres_writes.py`).
+PG_THRESHOLDS = """
+WITH reached AS (
+  INSERT INTO campaign_thresholds (campaign_id, threshold, measure, reached_at)
+  SELECT t.campaign_id, t.threshold, t.measure, %(now)s
+  FROM unnest(%(t_campaign_id)s::text[], %(t_threshold)s::text[], %(t_measure)s::text[])
+       WITH ORDINALITY AS t(campaign_id, threshold, measure, position)
+  ORDER BY t.position
+  ON CONFLICT DO NOTHING
+  RETURNING campaign_id, threshold
+)
+INSERT INTO webhook_deliveries (message_id, endpoint_id, type, payload, status, attempts,
+                                next_attempt_at, created_at)
+SELECT w.message_id, w.endpoint_id, 'campaign.budget_threshold', w.payload, 'pending', 0,
+       %(now)s, %(now)s
+FROM unnest(%(w_campaign_id)s::text[], %(w_threshold)s::text[], %(w_message_id)s::text[],
+            %(w_endpoint_id)s::text[], %(w_payload)s::text[])
+     AS w(campaign_id, threshold, message_id, endpoint_id, payload)
+JOIN reached USING (campaign_id, threshold)
+"""

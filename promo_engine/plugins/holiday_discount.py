@@ -52,11 +52,13 @@ class HolidayDiscount(CampaignType):
         params = campaign.params
         if "amount_off" in params:
             amount_off = params["amount_off"]
+            whole = money_reward(DISCOUNT, amount_off, currency, campaign_id)  # immutable, shared
 
             def evaluate(ctx):
-                # Never more than the payment itself.
-                return money_reward(DISCOUNT, min(amount_off, ctx.event.amount), currency,
-                                    campaign_id)
+                amount = ctx.event.amount
+                if amount >= amount_off:
+                    return whole
+                return money_reward(DISCOUNT, amount, currency, campaign_id)  # never more than it
             return evaluate
 
         rate = params["percent"] / HUNDRED

@@ -5,7 +5,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from marshmallow import RAISE, Schema, ValidationError
 
-from promo_engine.core.campaign_type import CampaignType
+from promo_engine.core.campaign_type import CampaignType, Stacking
 from promo_engine.core.event import PAYMENT
 from promo_engine.core.hookspecs import hookimpl
 from promo_engine.core.params import ExactDecimal
@@ -51,6 +51,10 @@ class PointsMultiplier(CampaignType):
             return points_reward(extra, campaign_id, stacking_group=STACKING_GROUP,
                                  rank=multiplier)
         return evaluate
+
+    def stacking(self, params):
+        # Declared, so a multiplier that a higher one beats is never evaluated.
+        return Stacking(STACKING_GROUP, params["multiplier"])
 
     def summary(self, params, currency):
         return f"{params['multiplier'].normalize():f}x points"
