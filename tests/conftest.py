@@ -168,6 +168,26 @@ def bench_script(name: str):
         sys.modules.pop(spec.name, None)
 
 
+def bench_services(redis_url: str) -> tuple[str, str]:
+    """(libpq admin URL, Redis URL) for a benchmark's smoke test, both checked reachable;
+    skips (or fails under PROMO_REQUIRE_SERVICES=1) without them."""
+    import psycopg
+    import redis
+    admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        psycopg.connect(admin_url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL", exc)
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing("Redis", exc)
+    finally:
+        client.close()
+    return admin_url, redis_url
+
+
 @pytest.fixture
 def app(settings):
     with running_app(settings) as app:

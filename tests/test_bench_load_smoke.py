@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from bench.load_requests import check_response
-from conftest import BENCH_DIR, PG_ADMIN_URL, bench_script, service_missing
+from conftest import BENCH_DIR, bench_script, bench_services
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -32,21 +32,7 @@ def bench():
 @pytest.fixture
 def services(bench):
     """(libpq admin URL, Redis URL) for the benchmark; skips (or fails in CI) without them."""
-    import psycopg
-    import redis
-    admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://", 1)
-    try:
-        psycopg.connect(admin_url, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        service_missing("PostgreSQL", exc)
-    client = redis.Redis.from_url(bench.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    finally:
-        client.close()
-    return admin_url, bench.REDIS_URL
+    return bench_services(bench.REDIS_URL)
 
 
 def test_quick_run_prints_the_tables_with_no_errors(services, tmp_path):
