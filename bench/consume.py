@@ -58,7 +58,7 @@ from bench.load_servers import HOST, Server  # noqa: E402
 from bench.load_setup import (PG_ADMIN_URL, RATE_LIMIT, REDIS_URL, campaign_yaml,  # noqa: E402
                               cleanup_redis, connect_services, run_cli, server_env)
 from bench.machine import print_load_average  # noqa: E402
-from bench.processes import cli_command  # noqa: E402
+from bench.processes import cli_command, interruptible  # noqa: E402
 
 SECONDS = 10.0
 MESSAGES = 20_000
@@ -117,19 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
 
-    def on_sigterm(signum, _frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    def in_workdir() -> int:
         with tempfile.TemporaryDirectory(prefix="promo-bench-consume-") as tmp:
             return run(args, Path(tmp))
-    except KeyboardInterrupt:
-        print("\ninterrupted: everything started was stopped and the database dropped",
-              file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return interruptible(in_workdir)
 
 
 def run(args, workdir: Path) -> int:

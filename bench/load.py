@@ -73,7 +73,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -99,7 +98,7 @@ from bench.load_servers import BARE_APP, Server, start_pair  # noqa: E402
 from bench.load_setup import (PG_ADMIN_URL, RATE_LIMIT, REDIS_URL, campaign_yaml,  # noqa: E402
                               cleanup_redis, connect_services, finish_cli, run_cli, server_env,
                               start_cli)
-from bench.processes import cli_command  # noqa: E402
+from bench.processes import cli_command, interruptible  # noqa: E402
 
 WORKERS = (1, 2, 4)
 SECONDS = 10.0
@@ -193,22 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.campaigns > 999:
         parser.error("--campaigns must be at most 999")
 
-    stop_requested = []
-
-    def on_sigterm(signum, _frame):  # cleaned up like Ctrl-C
-        stop_requested.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    def in_workdir() -> int:
         with tempfile.TemporaryDirectory(prefix="promo-bench-load-") as tmp:
             return run(args, Path(tmp))
-    except KeyboardInterrupt:
-        print("\ninterrupted: everything started was stopped and the database dropped",
-              file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return interruptible(in_workdir)
 
 
 

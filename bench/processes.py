@@ -1,5 +1,6 @@
 """The processes an HTTP benchmark starts and watches: the promo-engine command, a free
-port for a server, a server's worker processes and their CPU time (Linux /proc).
+port for a server, a server's worker processes and their CPU time (Linux /proc), and a
+benchmark's own exit on SIGTERM (`interruptible`).
 
 Apart from `servers.py` (the wait for a started server's /healthz) because these are about
 processes, not HTTP: how to start the CLI and what the OS says about what it started.
@@ -7,6 +8,7 @@ processes, not HTTP: how to start the CLI and what the OS says about what it sta
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -43,3 +45,20 @@ def cpu_seconds(pid: int | None) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def interruptible(run, what: str = "the database") -> int:
+    """`run()`'s exit status, with SIGTERM handled as Ctrl-C: `run` stops what it started
+    and drops `what` on its way out (its own finally blocks), and the exit status is 130."""
+    def on_sigterm(signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: everything started was stopped and {what} dropped",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -39,7 +39,6 @@ signatures; with --check, also when a target is missed.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ from bench.load_report import machine_note  # noqa: E402
 from bench.load_setup import (PG_ADMIN_URL, REDIS_URL, cleanup_redis,  # noqa: E402
                               connect_services)
 from bench.machine import print_load_average  # noqa: E402
+from bench.processes import interruptible  # noqa: E402
 from bench.webhooks_write import (PER_ROUND, ROUNDS, print_write_report,  # noqa: E402
                                   run_write_path)
 
@@ -108,18 +108,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
 
-    def on_sigterm(signum, _frame):  # cleaned up like Ctrl-C
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: everything started was stopped and the databases dropped",
-              file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return interruptible(lambda: run(args), "the databases")
 
 
 def run(args) -> int:

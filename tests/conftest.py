@@ -168,16 +168,23 @@ def bench_script(name: str):
         sys.modules.pop(spec.name, None)
 
 
-def bench_services(redis_url: str) -> tuple[str, str]:
-    """(libpq admin URL, Redis URL) for a benchmark's smoke test, both checked reachable;
-    skips (or fails under PROMO_REQUIRE_SERVICES=1) without them."""
+def bench_admin_url() -> str:
+    """The libpq admin URL the benchmarks take, checked reachable; skips (or fails under
+    PROMO_REQUIRE_SERVICES=1) without PostgreSQL."""
     import psycopg
-    import redis
     admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://", 1)
     try:
         psycopg.connect(admin_url, connect_timeout=3).close()
     except psycopg.Error as exc:
         service_missing("PostgreSQL", exc)
+    return admin_url
+
+
+def bench_services(redis_url: str) -> tuple[str, str]:
+    """(libpq admin URL, Redis URL) for a benchmark's smoke test, both checked reachable;
+    skips (or fails under PROMO_REQUIRE_SERVICES=1) without them."""
+    import redis
+    admin_url = bench_admin_url()
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
     try:
         client.ping()

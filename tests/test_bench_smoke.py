@@ -17,7 +17,7 @@ from bench.evaluate_data import (SCALING_CANDIDATES, make_campaigns, make_events
 from bench.evaluate_floor import Floor
 from promo_engine.core.campaign_type import UserState
 
-from conftest import bench_script
+from conftest import bench_admin_url, bench_script
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +106,6 @@ def test_cross_check_catches_a_floor_that_differs(bench):
 # -- points expiry at a month-end (bench/expiry.py) and redemptions (bench/record.py) ----------
 # These need PostgreSQL (and record.py Redis): each makes and drops a database of its own.
 
-def _postgres_admin_url() -> str:
-    """The libpq admin URL the benchmarks take; skips (or fails in CI) without PostgreSQL."""
-    import psycopg
-    from conftest import PG_ADMIN_URL, service_missing
-    admin_url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://", 1)
-    try:
-        psycopg.connect(admin_url, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        service_missing("PostgreSQL", exc)
-    return admin_url
-
-
 @pytest.mark.services
 def test_expiry_sweeps_every_lot_once_and_checks_the_ledger(tmp_path):
     import subprocess
@@ -125,7 +113,7 @@ def test_expiry_sweeps_every_lot_once_and_checks_the_ledger(tmp_path):
     from conftest import BENCH_DIR
     done = subprocess.run(
         [sys.executable, str(BENCH_DIR / "expiry.py"), "--lots", "3000", "--users", "700",
-         "--batch", "1000", "--pg-admin-url", _postgres_admin_url()],
+         "--batch", "1000", "--pg-admin-url", bench_admin_url()],
         cwd=tmp_path, capture_output=True, text=True, timeout=180)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
@@ -161,7 +149,7 @@ def test_the_ledger_check_of_the_points_benchmarks_finds_a_wrong_balance():
 
     from bench import points_lots
     from promo_engine.ledger.schema import upgrade
-    admin_url = _postgres_admin_url()
+    admin_url = bench_admin_url()
     name = f"promo_test_points_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -193,20 +181,12 @@ def test_record_times_redemptions_against_payments(tmp_path):
     import subprocess
     import sys
 
-    import redis
-
-    from conftest import BENCH_DIR, service_missing
+    from conftest import BENCH_DIR, bench_services
     from bench.load_setup import REDIS_URL
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    finally:
-        client.close()
+    admin_url, redis_url = bench_services(REDIS_URL)
     done = subprocess.run(
         [sys.executable, str(BENCH_DIR / "record.py"), "--quick", "--pg-admin-url",
-         _postgres_admin_url(), "--redis-url", REDIS_URL],
+         admin_url, "--redis-url", redis_url],
         cwd=tmp_path, capture_output=True, text=True, timeout=150)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr

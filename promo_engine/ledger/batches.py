@@ -369,20 +369,20 @@ class EventBatch:
         ledger = self.ledger
         if ledger.reservations is None and ledger.replays is None:
             return
-        client = (ledger.reservations or ledger.replays).client
         held, self.held = self.held, []
-        try:
-            pipe = client.pipeline(transaction=False)
+
+        def add(pipe) -> None:
             for reservation in held:
                 ledger.reservations.confirm(reservation, pipeline=pipe)
             if ledger.replays is not None:
                 for client_id, event_id, request_hash, body in self.answers:
                     ledger.replays.put(pipe, client_id, event_id, request_hash, body)
-            try:
-                pipe.execute()
-            except redis.exceptions.NoScriptError:  # Redis restarted: scripts load again
-                for reservation in held:
-                    ledger.reservations.confirm(reservation)
+
+        def retry() -> None:  # Redis restarted: scripts load again
+            for reservation in held:
+                ledger.reservations.confirm(reservation)
+        try:
+            ledger._sender.send(add, retry)  # as `Ledger._after_commit` sends an event's
         except redis.RedisError as exc:
             log.warning("a batch committed, but Redis could not be told (its reservations "
                         "settle at their deadline; replays are answered by the database): "
