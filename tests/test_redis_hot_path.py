@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from conftest import make_redis_settings, running_app
-from wallet import OPEN_RANGE, install_campaigns, new_wallet_client, payment, without_ids
+from wallet import (OPEN_RANGE, activation, install_campaigns, new_wallet_client, payment,
+                    without_ids)
 
 pytestmark = pytest.mark.services
 
@@ -215,6 +216,30 @@ def test_on_postgresql_a_payment_asks_redis_nothing_about_replays(app, wallet, r
     assert list(redis_client.scan_iter(match=f"{redis_prefix}:replay:*")) == []
     assert counters(app, "tenner") == {"tenner": (1000, 1)}  # the replay reserved nothing
     assert table_counts(app) == (1, 2)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_an_activation_replay_is_answered_by_the_database(app, wallet,
+                                                                        redis_client,
+                                                                        redis_prefix,
+                                                                        monkeypatch):
+    """An activation, like a payment, finds its stored copy in the user lock's read: the
+    replay is byte-identical with `Idempotent-Replayed`, a changed body is a 409, and Redis
+    is neither asked nor given an answer to keep."""
+    from promo_engine.service import promo_service
+    asked = []
+    monkeypatch.setattr(promo_service(app).ledger.replays, "get",
+                        lambda *args: asked.append(args))
+    first = wallet.event(**activation("act-1"))
+    assert first.status_code == 201
+    again = wallet.post("/v1/events", wallet.last_body)
+    assert (again.status_code, again.data) == (200, first.data)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    changed = wallet.event(**activation("act-1", at="2026-06-15T09:00:01+08:00"))
+    assert changed.status_code == 409
+    assert changed.get_json()["error"]["code"] == "idempotency_conflict"
+    assert asked == []
+    assert list(redis_client.scan_iter(match=f"{redis_prefix}:replay:*")) == []
 
 
 def test_a_changed_body_under_a_cached_event_id_is_a_conflict(app, wallet):
