@@ -59,6 +59,7 @@ class Receiver:
     def __init__(self):
         self.received: list[tuple[str, dict]] = []  # (webhook-id, body) of verified ones
         self.rejected: list[str] = []
+        self.cut_short = 0  # requests whose body never arrived whole
         self.secret: str | None = None
         self.lock = threading.Lock()
         receiver = self
@@ -67,7 +68,15 @@ class Receiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                length = int(self.headers["Content-Length"])
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # The sender died between its headers and the end of its body (the
+                    # killed dispatcher): no request arrived, as any HTTP server sees it.
+                    with receiver.lock:
+                        receiver.cut_short += 1
+                    self.close_connection = True
+                    return
                 time.sleep(0.02)
                 try:
                     body = Webhook(receiver.secret).verify(raw, dict(self.headers))

@@ -45,7 +45,11 @@ class Receiver:
             protocol_version = "HTTP/1.1"  # keep-alive, as receivers behind a proxy do
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-body: no request arrived
+                    self.close_connection = True
+                    return
                 receiver.handle(self, body)
 
             def log_message(self, *args):
