@@ -97,6 +97,9 @@ def test_one_bad_event_in_a_batch_is_dead_lettered_alone_and_its_neighbours_comm
     written = transactions(budget_app)
     assert sorted(written) == ["pay-1", "pay-3", "pay-5"]
     assert len(set(written.values())) == 1  # one transaction for the batch
+    # The bad event failed in a batch applied without savepoints: that batch was rolled
+    # back and applied again, each event in a savepoint (a subtransaction: an xmin) of its own.
+    assert sql(budget_app, "SELECT count(DISTINCT xmin::text) FROM events") == [(3,)]
     dead = {decoded(fields)["source_id"]: json.loads(fields[b"error"])["error"]["code"]
             for _, fields in streams.entries(streams.dead)}
     assert dead == {ids[1].decode(): "validation_error", ids[3].decode(): "unknown_payment"}
@@ -118,23 +121,32 @@ def test_one_bad_event_in_a_batch_is_dead_lettered_alone_and_its_neighbours_comm
 
 def test_a_batch_that_cannot_commit_is_acknowledged_nowhere_and_gives_its_budget_back(
         budget_app, streams):
-    calls = []
+    from promo_engine.service import promo_service
+    with budget_app.app_context():
+        assert promo_service(budget_app).counters_not_ready() is None  # counters built
 
-    def fail_on_the_third(ctx):  # inside the batch's transaction, at the third event
-        calls.append(1)
-        if len(calls) == 3:
+    failed = []
+
+    def fail_at_a_second_event(ctx):  # inside the batch's transaction, at pay-2's turn
+        if ctx.event.event_id == "pay-2" and not failed:
+            failed.append(ctx.event.event_id)
             terminate_own_connection(ctx)
-    PROBE["hook"] = fail_on_the_third
-    ids = [streams.add(payment(f"pay-{n}", "10.00", user_id=f"u{n}")) for n in range(4)]
+    PROBE["hook"] = fail_at_a_second_event
+    # pay-2 is u1's second event: evaluated in its turn, after pay-0 and pay-1 were written
+    # on reservations made ahead for the batch (as was pay-3's, not yet written).
+    users = ["u0", "u1", "u1", "u3"]
+    ids = [streams.add(payment(f"pay-{n}", "10.00", user_id=user))
+           for n, user in enumerate(users)]
     consumer = new_consumer(budget_app, streams)
 
     with pytest.raises(Exception):
         consumer.step()
 
+    assert failed == ["pay-2"]
     assert events_in_ledger(budget_app) == {}
     assert [p["message_id"] for p in streams.pending()] == ids  # none acknowledged
     assert streams.entries(streams.results) == [] and streams.entries(streams.dead) == []
-    assert budget(budget_app) == (0, 0, 0)  # the first two events' reservations given back
+    assert budget(budget_app) == (0, 0, 0)  # every reservation of the batch given back
 
     assert consumer.step() == 4  # its own pending messages, again, in one batch
     assert len(set(transactions(budget_app).values())) == 1
@@ -180,6 +192,9 @@ def test_a_batch_commits_early_once_half_its_first_reservation_time_is_gone(
         # third event stays pending for the next round instead of risking the deadline.
         assert consumer.step() == 2
         assert [p["message_id"] for p in streams.pending()] == ids[2:]
+        # u2 was locked with the batch's other users, a row made for it, and dropped again
+        # at the commit: its event is not in the ledger yet, so neither is the user.
+        assert sql(app, "SELECT user_id FROM users ORDER BY user_id") == [("u0",), ("u1",)]
         assert consumer.step() == 1
 
         written = transactions(app)

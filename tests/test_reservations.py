@@ -62,6 +62,38 @@ def test_counters_not_built_are_reported_and_nothing_is_taken(reservations):
     assert reservations.counters(["a", "new"]) == {"a": (5, 1), "new": None}
 
 
+def test_reservations_made_ahead_go_in_order_each_all_or_nothing(reservations):
+    built(reservations, a=(0, 0), b=(0, 0))
+    made = reservations.reserve_ahead([
+        [request("a", 400, budget=1000)],
+        [request("a", 400, budget=1000), request("b", 100, budget=1000)],
+        [request("a", 400, budget=1000)],  # no room left in a: nothing of it taken
+        [request("b", 100, budget=1000), request("new", 1)],  # new has no counters yet
+        [request("a", 200, budget=1000)]])
+    assert [reservation is not None for reservation in made] == [True, True, False, False, True]
+    assert reservations.counters(["a", "b", "new"]) == {"a": (1000, 3), "b": (100, 1),
+                                                        "new": None}
+    assert [reservation.after for reservation in made if reservation is not None] == [
+        ((400, 1),), ((800, 2), (100, 1)), ((1000, 3),)]
+    reservations.release(made[1])  # each is a reservation as `reserve` makes them
+    reservations.confirm(made[0])
+    assert reservations.counters(["a", "b"]) == {"a": (600, 2), "b": (0, 0)}
+    assert reservations.reserve_ahead([]) == []
+
+
+def test_reservations_made_ahead_after_redis_lost_its_scripts_take_nothing(reservations,
+                                                                           redis_client):
+    built(reservations, a=(0, 0))
+    redis_client.script_flush()
+
+    assert reservations.reserve_ahead([[request("a", 100)], [request("a", 200)]]) == [None, None]
+
+    assert reservations.counters(["a"]) == {"a": (0, 0)}
+    # The event then reserves in its turn, which loads the script again.
+    assert reservations.reserve([request("a", 100)]).reservation is not None
+    assert reservations.counters(["a"]) == {"a": (100, 1)}
+
+
 def test_release_gives_back_once(reservations):
     built(reservations, a=(0, 0))
     held = reservations.reserve([request("a", 300, budget=1000)]).reservation

@@ -34,7 +34,7 @@ from promo_engine.consumer.settlement import (DELETED, RECORDED, REPLAYED, Entry
                                               Settlement)
 from promo_engine.coordination.reservations import EpochMissing
 from promo_engine.core.event import Event
-from promo_engine.ledger.batches import EventBatch
+from promo_engine.ledger.batches import EventBatch, NeedsSavepoints
 from promo_engine.ledger.database import is_retryable
 from promo_engine.ledger.outcomes import IdempotencyConflict, LedgerError, Recorded
 
@@ -75,16 +75,42 @@ class BatchedApply:
             if item is not None:
                 items.append(item)
         items.sort(key=lambda item: item.event.user_id)  # stable: a user's order is kept
-        applied: list[tuple[Event, Recorded]] = []
-        self.failure: Exception | None = None
-        self.deferred = 0
         if not items:  # deleted or dead-lettered before the database: nothing to record
             return self._settle(parts)
         engine = consumer.service.engine()  # one revision of the campaigns per batch
-        batch = EventBatch(consumer.service.ledger)
+        try:
+            applied = self._record_all(items, parts, engine, stop, savepoints=False)
+        except NeedsSavepoints:
+            # An event failed after sending statements, which only a savepoint undoes
+            # alone: nothing of the batch committed, and it is applied again, each event
+            # in a savepoint of its own (a rare case: a copy committed meanwhile, a value
+            # PostgreSQL refuses).
+            for item in items:
+                parts[item.position] = Settlement()
+            applied = self._record_all(items, parts, engine, stop, savepoints=True)
+        for event, recorded in applied:
+            consumer._count_event(event, recorded)
+        settled = self._settle(parts)
+        if self.deferred or self.failure is not None:
+            consumer._backlog_from = b"0"  # their messages are pending: read them again
+        if self.failure is not None:
+            raise self.failure  # run() logs it and pauses, as for one event a transaction
+        return settled
+
+    def _record_all(self, items: list[_Item], parts: dict, engine, stop,
+                    *, savepoints: bool) -> list[tuple[Event, Recorded]]:
+        """Record the items in one batch and commit it; what each got goes in `parts`."""
+        consumer = self.consumer
+        applied: list[tuple[Event, Recorded]] = []
+        self.failure = None
+        self.deferred = 0
+        batch = EventBatch(consumer.service.ledger, savepoints=savepoints)
         try:
             client_id = consumer.options.client_id
-            batch.prefetch_replays(client_id, [item.event for item in items])
+            events = [item.event for item in items]
+            batch.prefetch_replays(client_id, events)
+            batch.prefetch_users(client_id, events, engine)
+            batch.reserve_ahead(events, engine)
             for item in items:
                 if stop is not None and stop.is_set():
                     break  # the rest stay pending: claimed by others, or resumed by our name
@@ -100,14 +126,7 @@ class BatchedApply:
             raise
         finally:
             batch.close()
-        for event, recorded in applied:
-            consumer._count_event(event, recorded)
-        settled = self._settle(parts)
-        if self.deferred or self.failure is not None:
-            consumer._backlog_from = b"0"  # their messages are pending: read them again
-        if self.failure is not None:
-            raise self.failure  # run() logs it and pauses, as for one event a transaction
-        return settled
+        return applied
 
     def _prepare(self, position: int, message_id: bytes, fields: dict, parts: dict):
         """The message's event, validated; or None with its settlement in `parts`."""
@@ -145,7 +164,7 @@ class BatchedApply:
             # As the API's error handler answers it (api/errors.py).
             rejected = Rejected("validation_error",
                                 "a value is out of range or cannot be stored")
-        except EpochMissing:
+        except (EpochMissing, NeedsSavepoints):
             raise
         except Exception as exc:  # noqa: BLE001 - sorted below
             if is_retryable(exc):  # met another batch: after this one commits

@@ -243,18 +243,8 @@ class Reservations:
 
     def reserve(self, requests: list[Request]) -> Outcome:
         """All of `requests` or none, in one round trip."""
-        reservation = Reservation(id="r:" + secrets.token_hex(12),
-                                  deadline_ms=now_ms() + self.ttl_ms, requests=tuple(requests))
-        args: list = [reservation.id, reservation.deadline_ms, self.settle_ms, _payload(requests),
-                      self.program_id]
-        for r in requests:
-            args += [r.cost, r.redemptions,
-                     NO_LIMIT if r.budget_limit is None else r.budget_limit,
-                     NO_LIMIT if r.max_redemptions is None else r.max_redemptions]
-        reply = self._reserve(keys=[self.epoch_key, self.inflight_key, self.payloads_key,
-                                    self.owner_key,
-                                    *(self.usage_key(r.campaign_id) for r in requests)],
-                              args=args)
+        reservation, keys, args = self._reserving(requests)
+        reply = self._reserve(keys=keys, args=args)
         status = _text(reply[0])
         if status == "ok":
             reservation.after = tuple(zip(reply[1::2], reply[2::2]))
@@ -267,6 +257,45 @@ class Reservations:
             self._refuse_foreign(reply[1])
         named = frozenset(requests[int(i) - 1].campaign_id for i in reply[1:])
         return Outcome(full=named) if status == "full" else Outcome(missing=named)
+
+    def reserve_ahead(self, request_lists: list[list[Request]]) -> list[Reservation | None]:
+        """Many events' reservations in one round trip, each all or none as `reserve`
+        makes it, in the order given: a batch's, before its events are recorded. None
+        where `reserve` would not have returned a reservation (no room, counters not built,
+        Redis not ready, its scripts lost): such an event reserves again, in its turn,
+        the usual way (which reports the problem). Nothing is held for it."""
+        if not request_lists:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        made = []
+        for requests in request_lists:
+            reservation, keys, args = self._reserving(requests)
+            made.append(reservation)
+            # By digest alone (as `confirm`): a script in a pipeline otherwise costs a
+            # SCRIPT EXISTS round trip first. Lost scripts answer NoScriptError, changing nothing.
+            pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
+        ahead: list[Reservation | None] = []
+        for reservation, reply in zip(made, pipe.execute(raise_on_error=False)):
+            if isinstance(reply, list) and _text(reply[0]) == "ok":
+                reservation.after = tuple(zip(reply[1::2], reply[2::2]))
+                ahead.append(reservation)
+            else:
+                ahead.append(None)
+        return ahead
+
+    def _reserving(self, requests: list[Request]) -> tuple[Reservation, list, list]:
+        """A new reservation of `requests`, and the keys and arguments of its script."""
+        reservation = Reservation(id="r:" + secrets.token_hex(12),
+                                  deadline_ms=now_ms() + self.ttl_ms, requests=tuple(requests))
+        args: list = [reservation.id, reservation.deadline_ms, self.settle_ms, _payload(requests),
+                      self.program_id]
+        for r in requests:
+            args += [r.cost, r.redemptions,
+                     NO_LIMIT if r.budget_limit is None else r.budget_limit,
+                     NO_LIMIT if r.max_redemptions is None else r.max_redemptions]
+        keys = [self.epoch_key, self.inflight_key, self.payloads_key, self.owner_key,
+                *(self.usage_key(r.campaign_id) for r in requests)]
+        return reservation, keys, args
 
     def intend_refund(self, returns: list[Request]) -> Reservation:
         """Record that a refund will give budget back once it commits (`returns` are negative)."""

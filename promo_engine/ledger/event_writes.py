@@ -140,6 +140,7 @@ class SqlEventWrites:
 
     finds_stored_event = False  # the caller looks the event up itself
     commit_in_doubt = False  # the caller commits, after these writes
+    reserved_ahead = None  # the event evaluated before its turn (a batch's); never here
 
     def __init__(self, session):
         self.session = session

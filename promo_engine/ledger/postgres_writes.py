@@ -237,6 +237,9 @@ class PostgresEventWrites:
     # Statements one by one (the module's docstring). A subclass holding one transaction
     # across many events (ledger/batches.py) may pipeline them with its savepoints.
     pipelined = False
+    # The event as evaluated and reserved for before its turn (`reserving.Ahead`): a
+    # batch's, for the event it prefetched the user of (`batches.py`); None otherwise.
+    reserved_ahead = None
 
     def __init__(self, engine, session):
         self.engine = engine

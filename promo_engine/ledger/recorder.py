@@ -53,7 +53,7 @@ from promo_engine.ledger.outcomes import IdempotencyConflict, Recorded
 from promo_engine.ledger.quotes import quote_event
 from promo_engine.ledger.refunds import record_refund
 from promo_engine.ledger.spending import record_spending
-from promo_engine.ledger.reserving import (build_missing_counters, evaluate_reserving,
+from promo_engine.ledger.reserving import (Ahead, build_missing_counters, evaluate_reserving,
                                            refuse_expired, thresholds_of)
 from promo_engine.ledger.webhook_outbox import announce, announced_thresholds, event_messages
 from promo_engine.ledger.webhook_outbox import directory as webhook_endpoints
@@ -227,7 +227,8 @@ class Ledger:
         if self.reservations is None:
             decision = engine.evaluate(event, state, DatabaseGate(self.minor_digits, writes))
         else:
-            decision = self._evaluate_reserving(event, state, engine, held, writes.reached)
+            decision = self._evaluate_reserving(event, state, engine, held, writes.reached,
+                                                ahead=writes.reserved_ahead)
             writes.reached += thresholds_of(held)
         rows = grant_rows(client_id, event, request_hash, decision, state,
                           currency=self.currency, now=now, policy=self.policy,
@@ -286,10 +287,12 @@ class Ledger:
     # -- room in the campaign-wide limits, with Redis -------------------------------
 
     def _evaluate_reserving(self, event: Event, state: UserState, engine: RulesEngine,
-                            held: list[Reservation], reached: list | None = None) -> Decision:
-        """`reached`: gets the budget thresholds of campaigns found without room."""
+                            held: list[Reservation], reached: list | None = None,
+                            ahead: Ahead | None = None) -> Decision:
+        """`reached`: gets the budget thresholds of campaigns found without room; `ahead`:
+        the event as evaluated and reserved for before its turn (a batch's), if it was."""
         return evaluate_reserving(self.reservations, self.minor_digits, event, state, engine,
-                                  held, reached=reached)
+                                  held, reached=reached, ahead=ahead)
 
     def build_counters(self, campaign_ids) -> bool:
         """Redis's counters for campaigns it has none for (`reserving.py`); the service's

@@ -8,6 +8,7 @@ transaction committed; this module makes it, and refuses to commit on one past i
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from promo_engine.coordination.reservations import NotReady, Reservation, Reservations
 from promo_engine.core.campaign_type import UserState
@@ -36,14 +37,42 @@ def refuse_expired(held: list[Reservation]) -> None:
         raise ReservationExpired()
 
 
+class Ahead(NamedTuple):
+    """An event evaluated before its turn (a batch's, `EventBatch.reserve_ahead`): what it
+    was evaluated with, the decision, and the reservation made for it (None when it asked
+    for none)."""
+    event: Event
+    state: UserState
+    engine: RulesEngine
+    decision: Decision
+    reservation: Reservation | None
+
+    def stands_for(self, event: Event, state: UserState, engine: RulesEngine) -> bool:
+        """Whether evaluating `event` on `state` with `engine` gives this decision: it is
+        a function of the three (the gate lets every reward in on the first round)."""
+        return self.engine is engine and self.event == event and self.state == state
+
+
 def evaluate_reserving(reservations: Reservations, minor_digits: int, event: Event,
                        state: UserState, engine: RulesEngine,
                        held: list[Reservation], discounted=0,
-                       reached: list[Reached] | None = None) -> Decision:
+                       reached: list[Reached] | None = None,
+                       ahead: Ahead | None = None) -> Decision:
     """Evaluate as if every limited reward fitted, then reserve them all in one round
     trip. A campaign without room is evaluated again as full, which may let others in
     (a lower-priority campaign after a full exclusive one, the next multiplier of a
-    group): each round marks at least one more campaign full, so this ends."""
+    group): each round marks at least one more campaign full, so this ends.
+
+    `ahead`: the event evaluated and reserved for before (a batch's). Where it stands for
+    this evaluation, its decision and reservation are this one's; where not (the denylist
+    changed meanwhile, say), its reservation is given back and the event evaluated again."""
+    if ahead is not None and not discounted:
+        if ahead.stands_for(event, state, engine):
+            if ahead.reservation is not None:
+                held.append(ahead.reservation)
+            return ahead.decision
+        if ahead.reservation is not None:
+            reservations.release(ahead.reservation)
     full: set[str] = set()
     built_counters = False
     while True:
