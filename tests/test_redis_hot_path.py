@@ -265,8 +265,8 @@ def test_a_transaction_that_fails_gives_its_reservation_back(app, wallet, monkey
     reserving = Ledger._evaluate_reserving
     taken = []
 
-    def reserve_then_lose_the_database(self, *args):
-        reserving(self, *args)
+    def reserve_then_lose_the_database(self, *args, **kwargs):
+        reserving(self, *args, **kwargs)
         taken.append(counters(app, "tenner")["tenner"])
         raise OperationalError("INSERT INTO rewards", {}, Exception("server closed the connection"))
     monkeypatch.setattr(Ledger, "_evaluate_reserving", reserve_then_lose_the_database)
@@ -291,8 +291,8 @@ def test_a_transaction_past_its_reservation_deadline_does_not_commit(database_ur
         wallet = new_wallet_client(app)
         real_clock, reserving = reservations.now_ms, Ledger._evaluate_reserving
 
-        def reserve_then_stall(self, *args):
-            decision = reserving(self, *args)  # its deadline is 100 ms away
+        def reserve_then_stall(self, *args, **kwargs):
+            decision = reserving(self, *args, **kwargs)  # its deadline is 100 ms away
             monkeypatch.setattr(reservations, "now_ms", lambda: real_clock() + 400)
             return decision
         monkeypatch.setattr(Ledger, "_evaluate_reserving", reserve_then_stall)
