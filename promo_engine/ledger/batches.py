@@ -56,7 +56,7 @@ from promo_engine.ledger.event_writes import (AlreadyRecorded, SqlEventWrites, S
 from promo_engine.ledger.extensions import db
 from promo_engine.ledger.gates import CollectingGate
 from promo_engine.ledger.outcomes import Recorded
-from promo_engine.ledger.postgres_writes import PostgresEventWrites
+from promo_engine.ledger.postgres_writes import PostgresEventWrites, database_error
 from promo_engine.ledger.recorder import Ledger
 from promo_engine.ledger.reserving import Ahead, refuse_expired
 from promo_engine.ledger.savepoints import SavepointConnection
@@ -121,6 +121,9 @@ class _BatchPostgresWrites(PostgresEventWrites):
     def rollback(self) -> None:
         self._batch.end_session(ok=False)
         self._batch.savepoints.end_event(ok=False)
+        # Raised here, not only where `record` ends: after a rollback the ledger goes on
+        # (it looks up the copy of an event that lost an INSERT race), and that must not
+        # run in a transaction that already failed.
         if self._batch.savepoints.spoiled:
             raise NeedsSavepoints("an event failed in a batch without savepoints")
         self._batch.savepoints.begin_event()
@@ -386,7 +389,7 @@ class EventBatch:
     def _database_error(self, exc: psycopg.Error, doing: str):
         """psycopg's error as the writes raise it (a DBAPIError; the connection invalidated
         if it was lost), for a statement of the batch's own."""
-        return _BatchPostgresWrites(self)._error(exc, doing)
+        return database_error(exc, doing, db.engine, self.pooled)
 
     def rollback(self) -> None:
         """Nothing of the batch is written; its reservations are given back."""

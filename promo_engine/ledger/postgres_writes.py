@@ -228,6 +228,26 @@ SELECT spent, redemptions FROM campaign_usage WHERE campaign_id = %(campaign_id)
 """
 
 
+def database_error(exc: psycopg.Error, statement: str, engine, pooled) -> DBAPIError:
+    """psycopg's error as SQLAlchemy would have raised it (IntegrityError,
+    OperationalError ...), so that retries and error answers treat both paths alike.
+    A connection (`pooled`, SQLAlchemy's pool entry, or None) that can no longer be used is
+    invalidated, so the pool drops it rather than try to reset it: one that was lost, and
+    one a failed pipeline left busy (its server went away mid-pipeline), which SQLAlchemy
+    does not recognise as lost."""
+    dialect = engine.dialect
+    invalidated = False
+    if pooled is not None:
+        driver = pooled.driver_connection
+        invalidated = (driver.closed or driver.broken
+                       or driver.pgconn.pipeline_status != pq.PipelineStatus.OFF
+                       or dialect.is_disconnect(exc, pooled.dbapi_connection, None))
+        if invalidated:
+            pooled.invalidate(exc)
+    return DBAPIError.instance(statement, None, exc, psycopg.Error,
+                               connection_invalidated=invalidated, dialect=dialect)
+
+
 class PostgresEventWrites:
     """Two round trips per event: lock and read, then write and commit, on a connection of
     its own from the engine's pool. The ORM session is not used: its bookkeeping around a
@@ -301,23 +321,12 @@ class PostgresEventWrites:
         return StoredEvent(*row) if row is not None else None
 
     def _error(self, exc, statement: str) -> DBAPIError:
-        """psycopg's error as SQLAlchemy would have raised it (IntegrityError,
-        OperationalError ...), so that retries and error answers treat both paths alike.
-        A connection that can no longer be used is invalidated, so the pool drops it rather
-        than try to reset it: one that was lost, and one a failed pipeline left busy (its
-        server went away mid-pipeline), which SQLAlchemy does not recognise as lost."""
-        dialect = self.engine.dialect
-        invalidated = False
-        if self._pooled is not None:
-            driver = self._pooled.driver_connection
-            invalidated = (driver.closed or driver.broken
-                           or driver.pgconn.pipeline_status != pq.PipelineStatus.OFF
-                           or dialect.is_disconnect(exc, self._pooled.dbapi_connection, None))
-            if invalidated:
-                self._pooled.invalidate(exc)
-                self._pooled = None
-        return DBAPIError.instance(statement, None, exc, psycopg.Error,
-                                   connection_invalidated=invalidated, dialect=dialect)
+        """psycopg's error as SQLAlchemy would have raised it (`database_error`); a
+        connection it invalidates is no longer this writer's."""
+        error = database_error(exc, statement, self.engine, self._pooled)
+        if error.connection_invalidated:
+            self._pooled = None
+        return error
 
     def take_from_campaign(self, campaign_id: str, cost: int, *, budget_limit: int | None,
                            max_redemptions: int | None) -> bool:
