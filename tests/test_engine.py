@@ -6,7 +6,7 @@ built-in type's own arithmetic is in its test_type_*.py.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -1069,6 +1069,17 @@ def test_redemption_naming_an_exchange_has_it_as_its_only_candidate(exchange_reg
                                         params={"triggers": ["redemption"]}),
                          registry=exchange_registry)
     assert [c.id for c in engine.candidates(redemption("offer"))] == ["offer"]
+
+
+def test_redemption_of_an_exchange_outside_its_dates_gets_nothing(exchanges, exchange_registry):
+    engine = make_engine(exchange_campaign("offer", exchange_registry, starts_at=DEFAULT_AT,
+                                           ends_at=DEFAULT_AT + timedelta(days=1)),
+                         registry=exchange_registry)
+    user = make_user()
+    for at in (DEFAULT_AT - timedelta(microseconds=1), DEFAULT_AT + timedelta(days=1)):
+        assert engine.evaluate(redemption("offer", at=at), user).grants == ()
+    assert exchanges.calls == []
+    assert campaign_ids(engine.evaluate(redemption("offer"), user)) == ["offer"]
 
 
 def test_redemption_naming_no_campaign_never_sees_exchanges(exchange_registry):

@@ -2,7 +2,7 @@
 campaign (explanations need each one's reward). The two must give the same decision and ask
 the gate the same questions in the same order, on any campaigns: exclusive ones, stacking
 discounts, points multipliers (declared, and a third-party one that declares nothing), a
-second stacking group, budgets and max_redemptions, per-user limits, the risk policy's caps
+second stacking group, budgets and max_redemptions, per-user limits, dates, the risk policy's caps
 and holds, a denylisted user. And the lazy path really skips: evaluators counted.
 """
 from __future__ import annotations
@@ -191,6 +191,11 @@ def campaign_specs(draw, index: int):
             window(None, "11:00", "14:00"), window(["mon", "wed", "thu", "fri", "sat", "sun"]))))]
     if draw(st.integers(0, 5)) == 0:
         overrides["holdout"] = 50
+    dates = draw(st.integers(0, 4))  # events come 0, 3 and 9 hours after DEFAULT_AT
+    if dates == 0:
+        overrides["starts_at"] = DEFAULT_AT + timedelta(hours=3)
+    elif dates == 1:
+        overrides["ends_at"] = DEFAULT_AT + timedelta(hours=3)
     budget = draw(st.sampled_from((None, None, "small", "large")))
     if budget is not None:
         size = {"small": ("6.00", 30), "large": ("100.00", 400)}[budget]
