@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import date, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -1282,3 +1283,22 @@ def test_unavailable_reason_checks_dates_before_hours_conditions_and_limits(exch
             for at in (utc(2028, 1, 1), DEFAULT_AT, utc(2027, 6, 19, 4, 0))] == [
         "outside the campaign's dates", "outside the campaign's hours",
         "the campaign's conditions are not met"]
+
+
+def test_equal_dates_sets_and_windows_of_campaigns_are_one_object_in_the_engine():
+    """The hot loop reads them for every candidate: shared, a few objects stay in the CPU
+    caches. The campaigns themselves keep their own values."""
+    first = discount("first", percent=10, conditions={"channels": ["qr"]},
+                     windows=[window(None, "11:00", "14:00")])
+    # the same instant written in another zone: equal, not the same object
+    second = discount("second", percent=5,
+                      starts_at=first.starts_at.astimezone(ZoneInfo("Asia/Shanghai")),
+                      conditions={"channels": ["qr"]}, windows=[window(None, "11:00", "14:00")])
+    assert second.starts_at is not first.starts_at
+    engine = make_engine(first, second)
+    a, b = engine.campaigns["first"], engine.campaigns["second"]
+    for field in ("starts_at", "ends_at", "channels", "window_spans"):
+        assert getattr(a, field) == getattr(b, field)
+        assert getattr(a, field) is getattr(b, field), field
+    assert (a.campaign.starts_at, b.campaign.starts_at) == (first.starts_at, second.starts_at)
+    assert b.campaign.starts_at is second.starts_at

@@ -42,6 +42,23 @@ def _log_error(campaign: Campaign, exc: BaseException) -> None:
               exc_info=exc)
 
 
+# What the hot loop reads of a candidate that many campaigns hold equal: dates, mcc and
+# channel sets, windows. Immutable values that compare equal mean the same thing here.
+_SHARED_FIELDS = ("starts_at", "ends_at", "mcc", "channels", "window_spans")
+
+
+def _share_equal_values(compiled: CompiledCampaign, shared: dict) -> None:
+    """Make the campaign's equal values one object with the other campaigns' (`shared`,
+    value -> the first object of that value). The engine's loop reads them for every
+    candidate; a season's campaigns share a few dates, sets and windows, and a few shared
+    objects stay in the CPU caches where thousands of equal copies would not: at 10,000
+    campaigns, a candidate out of the caches cost the engine twice the floor's before."""
+    for field in _SHARED_FIELDS:
+        value = getattr(compiled, field)
+        if value is not None:
+            setattr(compiled, field, shared.setdefault(value, value))
+
+
 class RulesEngine:
     """Compiled open campaigns indexed by trigger and merchant.
 
@@ -72,8 +89,10 @@ class RulesEngine:
         self._exchanges: dict[str, tuple[CompiledCampaign]] = {}
         by_merchant: dict[str, dict[str, list[CompiledCampaign]]] = {}
         bank_wide: dict[str, list[CompiledCampaign]] = {}
+        shared: dict = {}  # see _share_equal_values
         for compiled in campaigns:
             self.campaigns[compiled.id] = compiled
+            _share_equal_values(compiled, shared)
             if compiled.cost_points is not None:
                 self._exchanges[compiled.id] = (compiled,)
                 continue
