@@ -21,9 +21,12 @@ Refunds carry no device.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from wallet import install_campaigns, new_wallet_client, payment, refund
 from wallet import activation as bare_activation
+
+ZONE = ZoneInfo("Asia/Shanghai")  # the program's zone
 
 CAMPAIGNS = """
 id: welcome
@@ -101,6 +104,13 @@ def events(base: datetime) -> list[dict]:
         out.append(refund(f"r-{original}", original, amount, user_id=user, merchant_id=merchant,
                           at=at()))
     return out
+
+
+def same_month() -> bool:
+    """Whether a history placed at now (up to 200 minutes old) and now share a month of the
+    program: not in the first 200 minutes of a month."""
+    now = datetime.now(ZONE)
+    return (now - timedelta(minutes=200)).month == now.month
 
 
 def post_history(app, tmp_path, base: datetime) -> None:

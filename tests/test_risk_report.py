@@ -4,7 +4,7 @@ on SQLite and PostgreSQL, the command line on SQLite."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from conftest import make_settings, running_app
 from promo_engine.campaigns.risk_report import (PeriodError, check_options, report_json,
                                                 risk_report)
 from promo_engine.cli import main
-from risk_history import install_policy, post_history
+from risk_history import install_policy, post_history, same_month
 
 ZONE = ZoneInfo("Asia/Shanghai")
 BASE = datetime(2026, 6, 20, 12, 0, tzinfo=ZONE)
@@ -195,12 +195,6 @@ def posted(env, tmp_path):
 
 def cli(env, *args):
     return CliRunner().invoke(main, ["risk", "report", *args], env=env)
-
-
-def same_month() -> bool:
-    """Whether the history (up to 200 minutes old) and now share a month of the program."""
-    now = datetime.now(ZONE)
-    return (now - timedelta(minutes=200)).month == now.month
 
 
 def test_cli_json(posted):
