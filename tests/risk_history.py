@@ -23,6 +23,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+import time_machine
+
 from wallet import install_campaigns, new_wallet_client, payment, refund
 from wallet import activation as bare_activation
 
@@ -111,6 +114,17 @@ def same_month() -> bool:
     program: not in the first 200 minutes of a month."""
     now = datetime.now(ZONE)
     return (now - timedelta(minutes=200)).month == now.month
+
+
+@pytest.fixture(params=["now", "2026-12-01T00:05:00+08:00"])
+def clock(request):
+    """The real time, then 5 minutes into a month in the program's zone, where a history placed
+    at now falls on the day and in the month before."""
+    if request.param == "now":
+        yield
+    else:
+        with time_machine.travel(request.param, tick=True):
+            yield
 
 
 def post_history(app, tmp_path, base: datetime) -> None:

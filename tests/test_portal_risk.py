@@ -11,11 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from risk_history import events, install_policy, post_history, same_month
+from risk_history import clock, events, install_policy, post_history, same_month  # noqa: F401
 from test_portal_support import accounts, admin, merchant_a  # noqa: F401
 
 ZONE = ZoneInfo("Asia/Shanghai")
 RISK, EVENTS = "/portal/admin/risk", "/portal/admin/events"
+# Every test at both clocks, set before any other fixture: the app, its logins and its history
+# all share it.
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 @pytest.fixture
@@ -24,7 +27,7 @@ def database_url(sqlite_url):
 
 
 @pytest.fixture
-def base():
+def base(clock):
     return datetime.now(ZONE).replace(microsecond=0)
 
 
@@ -96,6 +99,8 @@ def test_risk_page_figures_and_links(app, admin, history):
     if same_month():
         assert cells(page, "risk-cashback", "data-user-id", "h1") == [
             "h1", "1", "CN¥10.00", "50%"]
+    else:
+        assert "No cashback this month." in page.text
     assert f'href="{RISK}"' in page.text  # in the admin's navigation
 
 

@@ -15,7 +15,7 @@ from conftest import make_settings, running_app
 from promo_engine.campaigns.risk_report import (PeriodError, check_options, report_json,
                                                 risk_report)
 from promo_engine.cli import main
-from risk_history import install_policy, post_history, same_month
+from risk_history import clock, install_policy, post_history, same_month  # noqa: F401
 
 ZONE = ZoneInfo("Asia/Shanghai")
 BASE = datetime(2026, 6, 20, 12, 0, tzinfo=ZONE)
@@ -186,7 +186,7 @@ def env(tmp_path):
 
 
 @pytest.fixture
-def posted(env, tmp_path):
+def posted(clock, env, tmp_path):
     with running_app(make_settings(env["DATABASE_URL"])) as app:
         post_history(app, tmp_path, datetime.now(ZONE).replace(microsecond=0))
         install_policy(app, tmp_path)
@@ -213,6 +213,8 @@ def test_cli_json(posted):
     assert data["cashback"]["cap"] == "20.00"
     if same_month():
         assert [u["share_of_cap"] for u in data["cashback"]["users"]] == ["0.5000"] * 3
+    else:
+        assert data["cashback"]["users"] == []
 
 
 def test_cli_text(posted):
@@ -246,6 +248,8 @@ def test_cli_text(posted):
         assert text in out, text
     if same_month():
         assert "h1    1        10.00     50.0%\n" in out
+    else:
+        assert "no cashback this month" in out
 
 
 def test_cli_empty_database_and_bad_options(env, tmp_path):
